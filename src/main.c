@@ -1,0 +1,338 @@
+/*
+ * main: command line, start-up, signals and reload.
+ *
+ * The main thread owns the current config, the listening sockets' setup,
+ * the admin listener and the signal handling; it runs its own event_base
+ * and never touches the data path. Workers get their sockets at start and
+ * their configs through worker_reload().
+ *
+ * Signals: SIGHUP reloads (an invalid config keeps the old one and logs
+ * why), SIGUSR1 reopens the logs, SIGTERM and SIGINT drain: stop
+ * accepting, let in-flight requests finish, exit within timeouts.drain.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/thread.h>
+
+#include "admin.h"
+#include "log.h"
+#include "stats.h"
+#include "worker.h"
+
+#ifndef TC_SYSCONFDIR
+#define TC_SYSCONFDIR "/etc"
+#endif
+
+struct main_state {
+    struct event_base *base;
+    struct config *cfg; /* current; one reference */
+    const char *cfg_file;
+    struct worker *workers;
+    unsigned nworkers;
+    struct admin *admin;
+    unsigned cfg_workers_from_file; /* what the file said last, to warn once per change */
+    bool stopping;
+};
+
+static void
+main_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: tailcache [-t] [-c FILE]\n"
+            "       tailcache --upstream http://HOST:PORT [--listen ADDR:PORT] [--admin ADDR:PORT]\n"
+            "                 [--workers N]\n"
+            "\n"
+            "  -c, --config FILE     run from a YAML config (default %s/tailcache.yaml)\n"
+            "  -t, --test            check the config and exit (0: valid, 1: errors printed)\n"
+            "  -u, --upstream URL    quick mode: proxy everything to URL, no config file\n"
+            "  -l, --listen ADDR     quick mode: traffic listener (default 127.0.0.1:8080)\n"
+            "  -a, --admin ADDR      quick mode: admin listener (default: none)\n"
+            "  -w, --workers N       worker threads (default: number of cores)\n"
+            "      --help-config     list every config key with its default\n"
+            "  -V, --version         print the version\n"
+            "  -h, --help            this text\n",
+            TC_SYSCONFDIR);
+}
+
+/* Binds one SO_REUSEPORT socket on addr; returns the fd or -1 (logged). */
+static int
+main_bind(const struct config_addr *addr)
+{
+    int one = 1;
+    int fd = socket(addr->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        log_errno("listen %s: socket", addr->text);
+        return -1;
+    }
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0 ||
+        bind(fd, (const struct sockaddr *)&addr->ss, addr->len) < 0 || listen(fd, 4096) < 0) {
+        log_errno("listen %s", addr->text);
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static int
+main_start_workers(struct main_state *m)
+{
+    struct config *cfg = m->cfg;
+    m->nworkers = cfg->workers;
+    m->workers = calloc(m->nworkers, sizeof(*m->workers));
+    int *fds = calloc(cfg->nlisten ? cfg->nlisten : 1, sizeof(*fds));
+    if (m->workers == NULL || fds == NULL)
+        abort();
+    for (unsigned i = 0; i < m->nworkers; i++) {
+        for (size_t j = 0; j < cfg->nlisten; j++) {
+            fds[j] = main_bind(&cfg->listen[j]);
+            if (fds[j] < 0) {
+                while (j-- > 0)
+                    close(fds[j]);
+                free(fds);
+                return -1;
+            }
+        }
+        if (worker_init(&m->workers[i], i, cfg, fds, cfg->nlisten) < 0) {
+            free(fds);
+            return -1;
+        }
+    }
+    free(fds);
+    for (unsigned i = 0; i < m->nworkers; i++)
+        if (worker_start(&m->workers[i]) < 0)
+            return -1;
+    return 0;
+}
+
+static bool
+main_same_listen(const struct config *a, const struct config *b)
+{
+    if (a->nlisten != b->nlisten)
+        return false;
+    for (size_t i = 0; i < a->nlisten; i++)
+        if (strcmp(a->listen[i].text, b->listen[i].text) != 0)
+            return false;
+    return true;
+}
+
+static const char *
+main_admin_text(const struct config *cfg)
+{
+    return cfg->admin.len ? cfg->admin.text : "off";
+}
+
+static void
+main_reload(struct main_state *m)
+{
+    char *err = NULL;
+    if (m->cfg_file == NULL) {
+        log_warn("SIGHUP: quick mode has no config file to reload");
+        return;
+    }
+    log_info("SIGHUP: reloading %s", m->cfg_file);
+    struct config *cfg = config_load(m->cfg_file, &err);
+    if (cfg == NULL) {
+        /* One log line per error, each naming file:line and the key. */
+        char *save = NULL;
+        for (char *line = strtok_r(err, "\n", &save); line != NULL;
+             line = strtok_r(NULL, "\n", &save))
+            log_err("reload rejected, keeping the running configuration: %s", line);
+        free(err);
+        return;
+    }
+    if (!main_same_listen(cfg, m->cfg))
+        log_warn("reload: listen addresses changed; they take effect at the next restart");
+    if (cfg->workers != m->cfg->workers && m->cfg_workers_from_file != cfg->workers)
+        log_warn("reload: workers changed; it takes effect at the next restart");
+    m->cfg_workers_from_file = cfg->workers;
+    cfg->workers = m->nworkers; /* still private to us: the running count stays true */
+    if (log_set_targets(cfg->error_log, cfg->access_log, (enum log_level)cfg->log_level) < 0)
+        log_err("reload: cannot open the new logs; keeping the old ones");
+    if (strcmp(main_admin_text(cfg), main_admin_text(m->cfg)) != 0) {
+        admin_free(&m->admin);
+        if (cfg->admin.len)
+            m->admin = admin_start(m->base, &cfg->admin);
+    }
+    for (unsigned i = 0; i < m->nworkers; i++)
+        worker_reload(&m->workers[i], cfg);
+    config_unref(&m->cfg);
+    m->cfg = cfg;
+    log_info("configuration reloaded: %zu routes, %zu upstreams", cfg->nroutes, cfg->nupstreams);
+}
+
+static void
+main_on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    struct main_state *m = arg;
+    switch (sig) {
+    case SIGHUP:
+        main_reload(m);
+        break;
+    case SIGUSR1:
+        if (log_reopen() < 0)
+            log_err("SIGUSR1: cannot reopen a log file; still writing to the old one");
+        else
+            log_info("SIGUSR1: logs reopened");
+        break;
+    case SIGTERM:
+    case SIGINT:
+        if (m->stopping)
+            break;
+        m->stopping = true;
+        log_info("%s: draining (at most %u ms)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
+                 m->cfg->drain_timeout_ms);
+        admin_free(&m->admin);
+        for (unsigned i = 0; i < m->nworkers; i++)
+            worker_stop(&m->workers[i]);
+        event_base_loopexit(m->base, NULL);
+        break;
+    }
+}
+
+/* Waits for the workers until the drain deadline; returns how many exited. */
+static unsigned
+main_join_workers(struct main_state *m)
+{
+    struct timespec deadline;
+    unsigned joined = 0;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += m->cfg->drain_timeout_ms / 1000;
+    deadline.tv_nsec += (long)(m->cfg->drain_timeout_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    for (unsigned i = 0; i < m->nworkers; i++)
+        if (pthread_timedjoin_np(m->workers[i].thread, NULL, &deadline) == 0)
+            joined++;
+    return joined;
+}
+
+int
+main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},  {"test", no_argument, NULL, 't'},
+        {"upstream", required_argument, NULL, 'u'}, {"listen", required_argument, NULL, 'l'},
+        {"admin", required_argument, NULL, 'a'},   {"workers", required_argument, NULL, 'w'},
+        {"help-config", no_argument, NULL, 'H'},   {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+    };
+    struct main_state m = {0};
+    const char *cfg_file = NULL, *upstream = NULL, *listen_addr = NULL, *admin_addr = NULL;
+    bool test_only = false;
+    long workers = 0;
+    char *err = NULL;
+    int ch;
+
+    while ((ch = getopt_long(argc, argv, "c:tu:l:a:w:Vh", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'c': cfg_file = optarg; break;
+        case 't': test_only = true; break;
+        case 'u': upstream = optarg; break;
+        case 'l': listen_addr = optarg; break;
+        case 'a': admin_addr = optarg; break;
+        case 'w': {
+            char *end;
+            workers = strtol(optarg, &end, 10);
+            if (*optarg == '\0' || *end != '\0' || workers < 1 || workers > 256) {
+                fprintf(stderr, "tailcache: --workers must be between 1 and 256\n");
+                return 2;
+            }
+            break;
+        }
+        case 'H': config_print_reference(stdout); return 0;
+        case 'V': printf("tailcache %s\n", PACKAGE_VERSION); return 0;
+        case 'h': main_usage(stdout); return 0;
+        default: main_usage(stderr); return 2;
+        }
+    }
+    if (optind < argc || (upstream != NULL && cfg_file != NULL) ||
+        (upstream == NULL && (listen_addr != NULL || admin_addr != NULL))) {
+        main_usage(stderr);
+        return 2;
+    }
+    if (upstream != NULL) {
+        m.cfg = config_quick(upstream, listen_addr, admin_addr, &err);
+    } else {
+        m.cfg_file = cfg_file != NULL ? cfg_file : TC_SYSCONFDIR "/tailcache.yaml";
+        m.cfg = config_load(m.cfg_file, &err);
+    }
+    if (m.cfg == NULL) {
+        fputs(err != NULL ? err : "tailcache: cannot load the configuration\n", stderr);
+        free(err);
+        return 1;
+    }
+    if (test_only) {
+        printf("%s: ok\n", m.cfg_file != NULL ? m.cfg_file : "quick mode");
+        config_unref(&m.cfg);
+        return 0;
+    }
+    m.cfg_workers_from_file = m.cfg->workers;
+    if (workers > 0)
+        m.cfg->workers = (unsigned)workers;
+
+    signal(SIGPIPE, SIG_IGN);
+    if (evthread_use_pthreads() < 0) {
+        fprintf(stderr, "tailcache: libevent lacks pthreads support\n");
+        return 1;
+    }
+    if (log_open(m.cfg->error_log, m.cfg->access_log, (enum log_level)m.cfg->log_level) < 0)
+        return 1;
+    m.base = event_base_new();
+    if (m.base == NULL)
+        fatal("cannot create the main event base");
+    if (main_start_workers(&m) < 0)
+        fatal("start-up failed");
+    if (m.cfg->admin.len && (m.admin = admin_start(m.base, &m.cfg->admin)) == NULL)
+        fatal("start-up failed");
+
+    int sigs[] = {SIGHUP, SIGUSR1, SIGTERM, SIGINT};
+    struct event *sev[4];
+    for (int i = 0; i < 4; i++) {
+        sev[i] = evsignal_new(m.base, sigs[i], main_on_signal, &m);
+        if (sev[i] == NULL || event_add(sev[i], NULL) < 0)
+            fatal("cannot install signal handlers");
+    }
+    for (size_t i = 0; i < m.cfg->nlisten; i++)
+        log_info("listening on http://%s/ with %u workers", m.cfg->listen[i].text, m.nworkers);
+    if (m.cfg->admin.len)
+        log_info("admin on http://%s/ (/healthz, /stats, /metrics)", m.cfg->admin.text);
+
+    event_base_dispatch(m.base);
+
+    unsigned joined = main_join_workers(&m);
+    if (joined < m.nworkers) {
+        log_warn("drain timeout: %u of %u workers still had requests in flight; exiting anyway",
+                 m.nworkers - joined, m.nworkers);
+        log_close();
+        _exit(0);
+    }
+    log_info("drained; exiting");
+    for (int i = 0; i < 4; i++)
+        event_free(sev[i]);
+    for (unsigned i = 0; i < m.nworkers; i++)
+        worker_destroy(&m.workers[i]);
+    stats_unregister_all();
+    free(m.workers);
+    admin_free(&m.admin);
+    event_base_free(m.base);
+    config_unref(&m.cfg);
+    log_close();
+    libevent_global_shutdown();
+    return 0;
+}

@@ -1,0 +1,74 @@
+/*
+ * stats: the proxy's counters, declared once in STATS_COUNTERS.
+ *
+ * The table generates the struct fields, the JSON keys and the Prometheus
+ * names with their HELP and TYPE lines. Each worker owns one struct stats
+ * and bumps its fields with plain increments from its own thread; readers
+ * (the admin listener on the main thread) sum every registered struct.
+ * A reader may see a counter one increment behind; it never sees a torn
+ * 64-bit value on the platforms we build for.
+ */
+#ifndef TAILCACHE_STATS_H
+#define TAILCACHE_STATS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct evbuffer;
+
+/* X(name, kind, help): kind is COUNTER or GAUGE. */
+#define STATS_COUNTERS(X)                                                                         \
+    X(connections_accepted, COUNTER, "Client connections accepted")                               \
+    X(connections_active, GAUGE, "Client connections open now")                                   \
+    X(requests, COUNTER, "Requests received (complete request heads)")                            \
+    X(bad_requests, COUNTER, "Requests rejected by the parser or limits (4xx/5xx, not forwarded)") \
+    X(no_route, COUNTER, "Requests that matched no route (404)")                                  \
+    X(responses_1xx, COUNTER, "Interim responses sent to clients")                                \
+    X(responses_2xx, COUNTER, "Responses sent with a 2xx status")                                 \
+    X(responses_3xx, COUNTER, "Responses sent with a 3xx status")                                 \
+    X(responses_4xx, COUNTER, "Responses sent with a 4xx status")                                 \
+    X(responses_5xx, COUNTER, "Responses sent with a 5xx status")                                 \
+    X(upstream_requests, COUNTER, "Requests sent to upstream servers")                           \
+    X(upstream_connects, COUNTER, "New upstream connections opened")                              \
+    X(upstream_reuses, COUNTER, "Requests sent on a reused keep-alive upstream connection")       \
+    X(upstream_retries, COUNTER, "Requests retried after a reused connection was found closed")   \
+    X(upstream_connect_errors, COUNTER, "Upstream connections that failed or timed out")          \
+    X(upstream_timeouts, COUNTER, "Upstream requests that timed out (504)")                       \
+    X(upstream_bad_responses, COUNTER, "Malformed upstream responses (502)")                      \
+    X(upstream_unavailable, COUNTER, "Requests refused because every server was cooling down")  \
+    X(upstream_aborted, COUNTER, "Responses cut because the upstream failed mid-body")            \
+    X(client_aborted, COUNTER, "Requests abandoned because the client went away")                \
+    X(bytes_from_clients, COUNTER, "Request body bytes received from clients")                    \
+    X(bytes_to_clients, COUNTER, "Response body bytes sent to clients")                           \
+    X(reloads, COUNTER, "Configuration generations this worker has applied")
+
+struct stats {
+#define STATS_FIELD(name, kind, help) uint64_t name;
+    STATS_COUNTERS(STATS_FIELD)
+#undef STATS_FIELD
+};
+
+/* Registers a worker's struct so readers include it; main thread, before workers run. */
+void stats_register(struct stats *s);
+
+/* Removes every registration (shutdown). */
+void stats_unregister_all(void);
+
+/* Sums every registered struct into *out. */
+void stats_sum(struct stats *out);
+
+/* Appends the summed counters as a JSON object / Prometheus text. */
+void stats_format_json(struct evbuffer *out, const struct stats *s);
+void stats_format_prometheus(struct evbuffer *out, const struct stats *s);
+
+/* Number of counters in the table; name, kind and help of counter i (tests). */
+size_t stats_count(void);
+const char *stats_name(size_t i);
+const char *stats_kind(size_t i);
+const char *stats_help(size_t i);
+
+/* Returns counter i of s. */
+uint64_t stats_value(const struct stats *s, size_t i);
+
+#endif

@@ -1,0 +1,806 @@
+/*
+ * check_config: unit tests of the configuration loader. Good files in
+ * t/data are loaded and every value (defaults included) is checked; each
+ * class of error has a bad file whose complete error text is compared line
+ * by line, file name, line number and key path included. Also: the shipped
+ * conf/tailcache.yaml, quick mode, refcounting and the key reference.
+ */
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <check.h>
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
+#include "config.h"
+
+#ifndef TC_TEST_DATA
+#define TC_TEST_DATA "t/data"
+#endif
+#define DATA(name) TC_TEST_DATA "/" name
+
+#define M(m) (1u << (m))
+
+static unsigned
+addr_port(const struct config_addr *a)
+{
+    if (a->ss.ss_family == AF_INET)
+        return ntohs(((const struct sockaddr_in *)&a->ss)->sin_port);
+    if (a->ss.ss_family == AF_INET6)
+        return ntohs(((const struct sockaddr_in6 *)&a->ss)->sin6_port);
+    return 0;
+}
+
+static void
+check_addr(const struct config_addr *a, const char *text, int family, unsigned port)
+{
+    ck_assert_str_eq(a->text, text);
+    ck_assert_int_eq(a->ss.ss_family, family);
+    ck_assert_uint_eq(a->len,
+                      family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6));
+    ck_assert_uint_eq(addr_port(a), port);
+}
+
+static unsigned
+auto_workers(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+    return n < 1 ? 1 : n > 256 ? 256 : (unsigned)n;
+}
+
+static struct config *
+load_good(const char *path)
+{
+    char *err = (char *)"unset";
+    struct config *cfg = config_load(path, &err);
+
+    ck_assert_msg(cfg != NULL, "%s: %s", path, err != NULL ? err : "(no message)");
+    ck_assert_ptr_null(err);
+    return cfg;
+}
+
+/*
+ * Loads a bad file and compares the error text with want: each entry is
+ * what follows the file name on one line (":LINE: key: what is wrong"),
+ * all of them, in order, and nothing else.
+ */
+static void
+expect_errors_text(const char *path, const char *err, const char *const *want)
+{
+    const char *p = err;
+    size_t i, plen = strlen(path);
+
+    ck_assert_ptr_nonnull(err);
+    for (i = 0; want[i] != NULL; i++) {
+        const char *nl = strchr(p, '\n');
+        char line[1024];
+        ck_assert_msg(nl != NULL, "missing error %zu: %s%s\nall errors:\n%s", i, path, want[i],
+                      err);
+        snprintf(line, sizeof(line), "%.*s", (int)(nl - p), p);
+        ck_assert_msg(strncmp(line, path, plen) == 0, "error %zu names no file: %s", i, line);
+        ck_assert_str_eq(line + plen, want[i]);
+        p = nl + 1;
+    }
+    ck_assert_msg(*p == '\0', "unexpected errors after the %zu expected:\n%s", i, p);
+}
+
+static void
+expect_errors(const char *path, const char *const *want)
+{
+    char *err = NULL;
+    struct config *cfg = config_load(path, &err);
+
+    ck_assert_ptr_null(cfg);
+    expect_errors_text(path, err, want);
+    free(err);
+}
+
+/* The message getaddrinfo gives here for a name under .invalid (no such
+ * name, or no DNS at all: it depends on the machine). */
+static const char *
+invalid_name_reason(void)
+{
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV}, *res = NULL;
+    int rc = getaddrinfo("nohost.invalid", "80", &hints, &res);
+
+    ck_assert_int_ne(rc, 0);
+    return gai_strerror(rc);
+}
+
+/* ------------------------------------------------------------------------ */
+
+START_TEST(test_defaults)
+{
+    struct config *cfg = load_good(DATA("good-minimal.yaml"));
+    const struct config_upstream *up;
+    const struct config_route *r;
+
+    ck_assert_int_eq(atomic_load(&cfg->refs), 1);
+    ck_assert_str_eq(cfg->file, DATA("good-minimal.yaml"));
+    ck_assert_uint_eq(cfg->workers, auto_workers());
+    ck_assert_uint_eq(cfg->nlisten, 1);
+    check_addr(&cfg->listen[0], "127.0.0.1:8080", AF_INET, 8080);
+    check_addr(&cfg->admin, "127.0.0.1:9090", AF_INET, 9090);
+    ck_assert_uint_eq(cfg->limits.max_request_line, 8192);
+    ck_assert_uint_eq(cfg->limits.max_header_bytes, 32768);
+    ck_assert_uint_eq(cfg->limits.max_headers, 100);
+    ck_assert_uint_eq(cfg->max_body_chunk_line, 4096);
+    ck_assert_uint_eq(cfg->client_header_timeout_ms, 10000);
+    ck_assert_uint_eq(cfg->client_keepalive_timeout_ms, 60000);
+    ck_assert_uint_eq(cfg->client_idle_timeout_ms, 60000);
+    ck_assert_uint_eq(cfg->drain_timeout_ms, 30000);
+    ck_assert_int_eq(cfg->log_level, CONFIG_LOG_INFO);
+    ck_assert_str_eq(cfg->error_log, "stderr");
+    ck_assert_str_eq(cfg->access_log, "stderr");
+
+    ck_assert_uint_eq(cfg->nupstreams, 1);
+    up = &cfg->upstreams[0];
+    ck_assert_str_eq(up->name, "app");
+    ck_assert_int_eq(up->line, 3);
+    ck_assert_uint_eq(up->nservers, 1);
+    check_addr(&up->servers[0], "127.0.0.1:8081", AF_INET, 8081);
+    ck_assert_uint_eq(up->keepalive, 32);
+    ck_assert_uint_eq(up->keepalive_timeout_ms, 60000);
+    ck_assert_uint_eq(up->connect_timeout_ms, 2000);
+    ck_assert_uint_eq(up->first_byte_timeout_ms, 30000);
+    ck_assert_uint_eq(up->idle_timeout_ms, 60000);
+    ck_assert_uint_eq(up->max_fails, 3);
+    ck_assert_uint_eq(up->fail_timeout_ms, 10000);
+
+    ck_assert_uint_eq(cfg->nroutes, 1);
+    r = &cfg->routes[0];
+    ck_assert_str_eq(r->name, "all");
+    ck_assert_int_eq(r->line, 6);
+    ck_assert_uint_eq(r->nhosts, 1);
+    ck_assert_str_eq(r->hosts[0], "*");
+    ck_assert_int_eq(r->path_kind, CONFIG_PATH_PREFIX);
+    ck_assert_str_eq(r->path, "/");
+    ck_assert_ptr_null(r->path_re);
+    ck_assert_uint_eq(r->methods, 0);
+    ck_assert_ptr_eq(r->upstream, up);
+    ck_assert_ptr_null(r->host_rewrite);
+    config_unref(&cfg);
+    ck_assert_ptr_null(cfg);
+}
+END_TEST
+
+START_TEST(test_full)
+{
+    struct config *cfg = load_good(DATA("good-full.yaml"));
+    const struct config_upstream *api, *st;
+    const struct config_route *r;
+
+    ck_assert_uint_eq(cfg->workers, 3);
+    ck_assert_uint_eq(cfg->nlisten, 2);
+    check_addr(&cfg->listen[0], "127.0.0.1:18080", AF_INET, 18080);
+    check_addr(&cfg->listen[1], "[::1]:18080", AF_INET6, 18080);
+    check_addr(&cfg->admin, "127.0.0.1:19090", AF_INET, 19090);
+    ck_assert_uint_eq(cfg->limits.max_request_line, 4096);
+    ck_assert_uint_eq(cfg->limits.max_header_bytes, 65536);
+    ck_assert_uint_eq(cfg->limits.max_headers, 50);
+    ck_assert_uint_eq(cfg->max_body_chunk_line, 512);
+    ck_assert_uint_eq(cfg->client_header_timeout_ms, 5000);
+    ck_assert_uint_eq(cfg->client_keepalive_timeout_ms, 120000);
+    ck_assert_uint_eq(cfg->client_idle_timeout_ms, 1500);
+    ck_assert_uint_eq(cfg->drain_timeout_ms, 3600000);
+    ck_assert_int_eq(cfg->log_level, CONFIG_LOG_DEBUG);
+    ck_assert_str_eq(cfg->error_log, "/var/log/tailcache/error.log");
+    ck_assert_str_eq(cfg->access_log, "off");
+
+    ck_assert_uint_eq(cfg->nupstreams, 2);
+    api = &cfg->upstreams[0];
+    st = &cfg->upstreams[1];
+    ck_assert_str_eq(api->name, "api");
+    ck_assert_int_eq(api->line, 23);
+    ck_assert_uint_eq(api->nservers, 3);
+    check_addr(&api->servers[0], "127.0.0.1:9001", AF_INET, 9001);
+    check_addr(&api->servers[1], "[::1]:9002", AF_INET6, 9002);
+    ck_assert_str_eq(api->servers[2].text, "localhost:9003");
+    ck_assert_uint_eq(addr_port(&api->servers[2]), 9003);
+    ck_assert_uint_eq(api->keepalive, 0);
+    ck_assert_uint_eq(api->keepalive_timeout_ms, 90000);
+    ck_assert_uint_eq(api->connect_timeout_ms, 250);
+    ck_assert_uint_eq(api->first_byte_timeout_ms, 45000);
+    ck_assert_uint_eq(api->idle_timeout_ms, 120000);
+    ck_assert_uint_eq(api->max_fails, 1000);
+    ck_assert_uint_eq(api->fail_timeout_ms, 60000);
+    ck_assert_str_eq(st->name, "static");
+    ck_assert_uint_eq(st->nservers, 1);
+    check_addr(&st->servers[0], "127.0.0.1:9100", AF_INET, 9100);
+    ck_assert_uint_eq(st->keepalive, 32);
+    ck_assert_uint_eq(st->connect_timeout_ms, 2000);
+
+    ck_assert_uint_eq(cfg->nroutes, 3);
+    r = &cfg->routes[0];
+    ck_assert_str_eq(r->name, "products");
+    ck_assert_int_eq(r->line, 35);
+    ck_assert_uint_eq(r->nhosts, 2);
+    ck_assert_str_eq(r->hosts[0], "shop.example.com"); /* stored lower case */
+    ck_assert_str_eq(r->hosts[1], "*.shop.example.com");
+    ck_assert_int_eq(r->path_kind, CONFIG_PATH_REGEX);
+    ck_assert_str_eq(r->path, "^/products/[0-9]+$");
+    ck_assert_ptr_nonnull(r->path_re);
+    ck_assert_uint_eq(r->methods, M(HTTP_M_GET) | M(HTTP_M_HEAD) | M(HTTP_M_PURGE));
+    ck_assert_ptr_eq(r->upstream, api);
+    ck_assert_str_eq(r->host_rewrite, "backend.internal:8080");
+
+    r = &cfg->routes[1];
+    ck_assert_str_eq(r->name, "health");
+    ck_assert_uint_eq(r->nhosts, 1);
+    ck_assert_str_eq(r->hosts[0], "::1"); /* brackets dropped */
+    ck_assert_int_eq(r->path_kind, CONFIG_PATH_EXACT);
+    ck_assert_str_eq(r->path, "/health");
+    ck_assert_ptr_null(r->path_re);
+    ck_assert_uint_eq(r->methods, M(HTTP_M_GET));
+    ck_assert_ptr_eq(r->upstream, st);
+    ck_assert_ptr_null(r->host_rewrite);
+
+    r = &cfg->routes[2];
+    ck_assert_str_eq(r->name, "assets");
+    ck_assert_str_eq(r->hosts[0], "*");
+    ck_assert_int_eq(r->path_kind, CONFIG_PATH_PREFIX);
+    ck_assert_str_eq(r->path, "/static/");
+    ck_assert_uint_eq(r->methods, 0);
+    ck_assert_ptr_eq(r->upstream, st);
+    config_unref(&cfg);
+}
+END_TEST
+
+START_TEST(test_regex_jit)
+{
+    struct config *cfg = load_good(DATA("good-full.yaml"));
+    uint32_t jit = 0;
+    size_t jitsize = 0;
+
+    pcre2_config(PCRE2_CONFIG_JIT, &jit);
+    ck_assert_int_eq(pcre2_pattern_info(cfg->routes[0].path_re, PCRE2_INFO_JITSIZE, &jitsize), 0);
+    if (jit)
+        ck_assert_uint_gt(jitsize, 0);
+    config_unref(&cfg);
+}
+END_TEST
+
+START_TEST(test_flow_style_and_off)
+{
+    struct config *cfg = load_good(DATA("good-admin-off.yaml"));
+
+    check_addr(&cfg->listen[0], "0.0.0.0:8080", AF_INET, 8080);
+    ck_assert_uint_eq(cfg->admin.len, 0);
+    ck_assert_ptr_null(cfg->admin.text);
+    /* "log:" with nothing under it: every log key at its default. */
+    ck_assert_int_eq(cfg->log_level, CONFIG_LOG_INFO);
+    ck_assert_str_eq(cfg->error_log, "stderr");
+    ck_assert_str_eq(cfg->routes[0].name, "all");
+    ck_assert_ptr_eq(cfg->routes[0].upstream, &cfg->upstreams[0]);
+    config_unref(&cfg);
+}
+END_TEST
+
+START_TEST(test_shipped_conf)
+{
+    struct config *cfg = load_good(TC_TEST_DATA "/../../conf/tailcache.yaml");
+
+    ck_assert_uint_eq(cfg->workers, auto_workers());
+    ck_assert_uint_eq(cfg->nlisten, 1);
+    check_addr(&cfg->listen[0], "127.0.0.1:8080", AF_INET, 8080);
+    check_addr(&cfg->admin, "127.0.0.1:9090", AF_INET, 9090);
+    ck_assert_str_eq(cfg->error_log, "stderr");
+    ck_assert_str_eq(cfg->access_log, "stderr");
+    ck_assert_uint_eq(cfg->nupstreams, 1);
+    ck_assert_str_eq(cfg->upstreams[0].name, "demo");
+    check_addr(&cfg->upstreams[0].servers[0], "127.0.0.1:8081", AF_INET, 8081);
+    ck_assert_uint_eq(cfg->nroutes, 1);
+    ck_assert_str_eq(cfg->routes[0].name, "demo");
+    ck_assert_str_eq(cfg->routes[0].hosts[0], "*");
+    ck_assert_str_eq(cfg->routes[0].path, "/");
+    ck_assert_uint_eq(cfg->routes[0].methods, 0);
+    ck_assert_ptr_eq(cfg->routes[0].upstream, &cfg->upstreams[0]);
+    config_unref(&cfg);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
+/* One bad file per class of error                                          */
+
+START_TEST(test_err_unknown_key)
+{
+    static const char *const want[] = {
+        ":2: listn: unknown key",
+        ":6: upstreams.demo.conect_timeout: unknown key",
+        ":11: routes[0].colour: unknown key",
+        NULL,
+    };
+    expect_errors(DATA("bad-unknown-key.yaml"), want);
+}
+END_TEST
+
+START_TEST(test_err_type)
+{
+    static const char *const want[] = {
+        ":1: workers: expected an integer or \"auto\", got a list",
+        ":2: listen: expected HOST:PORT or a list of them, got a mapping",
+        ":3: limits: expected a mapping, got \"big\"",
+        ":5: log.level: expected error, warn, info or debug, got a list",
+        ":9: upstreams.demo.keepalive: expected an integer, got a mapping",
+        NULL,
+    };
+    expect_errors(DATA("bad-type.yaml"), want);
+}
+END_TEST
+
+START_TEST(test_err_bounds)
+{
+    static const char *const want[] = {
+        ":1: workers: must be between 1 and 256, got 500",
+        ":3: limits.request_line: must be between 256 and 1m, got 2m",
+        ":4: limits.header_bytes: must be between 1k and 1m, got 512",
+        ":5: limits.header_count: must be between 1 and 256, got 1000",
+        ":6: limits.chunk_line: must be between 64 and 64k, got 99999999999999999999999",
+        ":8: timeouts.client_header: must be between 1ms and 24h, got 0",
+        ":9: timeouts.drain: must be between 1ms and 24h, got 25h",
+        ":13: upstreams.demo.keepalive: must be between 0 and 10000, got 10001",
+        ":14: upstreams.demo.max_fails: must be between 1 and 1000, got 0",
+        NULL,
+    };
+    expect_errors(DATA("bad-bounds.yaml"), want);
+}
+END_TEST
+
+START_TEST(test_err_duration)
+{
+    static const char *const want[] = {
+        ":2: timeouts.client_header: expected a duration like \"2s\" or \"150ms\", got \"abc\"",
+        ":3: timeouts.client_idle: expected a duration like \"2s\" or \"150ms\", got \"1.5s\"",
+        ":4: timeouts.drain: expected a duration like \"2s\" or \"150ms\", got \"2 s\"",
+        ":8: upstreams.demo.connect_timeout: expected a duration like \"2s\" or \"150ms\", got "
+        "\"3d\"",
+        ":9: upstreams.demo.idle_timeout: expected a duration like \"2s\" or \"150ms\", got "
+        "\"-1\"",
+        NULL,
+    };
+    expect_errors(DATA("bad-duration.yaml"), want);
+}
+END_TEST
+
+START_TEST(test_err_size)
+{
+    static const char *const want[] = {
+        ":2: limits.request_line: expected a size like \"8k\" or \"1m\", got \"big\"",
+        ":3: limits.header_bytes: expected a size like \"8k\" or \"1m\", got \"32kb\"",
+        ":4: limits.chunk_line: expected a size like \"8k\" or \"1m\", got \"1.5k\"",
+        NULL,
+    };
+    expect_errors(DATA("bad-size.yaml"), want);
+}
+END_TEST
+
+START_TEST(test_err_missing)
+{
+    static const char *const want[] = {
+        ":3: upstreams.demo.servers: required key missing",
+        ":4: upstreams.other.servers: required key missing",
+        ":6: routes[0].name: required key missing",
+        ":6: routes[0].upstream: required key missing",
+        NULL,
+    };
+    static const char *const want_empty[] = {
+        ":1: upstreams: required key missing",
+        ":1: routes: required key missing",
+        NULL,
+    };
+    expect_errors(DATA("bad-missing.yaml"), want);
+    expect_errors(DATA("bad-empty.yaml"), want_empty);
+}
+END_TEST
+
+START_TEST(test_err_unknown_upstream)
+{
+    static const char *const want[] = {
+        ":8: routes[1].upstream: names an unknown upstream \"nope\"",
+        NULL,
+    };
+    expect_errors(DATA("bad-unknown-upstream.yaml"), want);
+}
+END_TEST
+
+START_TEST(test_err_duplicate)
+{
+    static const char *const want[] = {
+        ":4: upstreams.demo: duplicate upstream name \"demo\"",
+        ":9: routes[1].name: duplicate route name \"demo\"",
+        ":11: routes[1].prefix: duplicate key",
+        NULL,
+    };
+    expect_errors(DATA("bad-duplicate.yaml"), want);
+}
+END_TEST
+
+START_TEST(test_err_regex)
+{
+    static const char *const want[] = {
+        ":6: routes[0].regex: regex does not compile at offset 4: missing closing parenthesis",
+        NULL,
+    };
+    expect_errors(DATA("bad-regex.yaml"), want);
+}
+END_TEST
+
+START_TEST(test_err_two_paths)
+{
+    static const char *const want[] = {
+        ":7: routes[0].exact: only one of prefix, exact, regex",
+        ":8: routes[0].regex: only one of prefix, exact, regex",
+        ":11: routes[1].prefix: must start with \"/\", got \"api/\"",
+        NULL,
+    };
+    expect_errors(DATA("bad-two-paths.yaml"), want);
+}
+END_TEST
+
+START_TEST(test_err_address)
+{
+    static const char *const want[] = {
+        ":1: listen: invalid address \"1.2.3.4\" (expected HOST:PORT)",
+        ":3: admin.listen: invalid address \"127.0.0.1:0\" (port must be a number from 1 to "
+        "65535)",
+        ":7: upstreams.demo.servers[0]: invalid address \"::1:80\" (write an IPv6 address as "
+        "[ADDR]:PORT)",
+        ":8: upstreams.demo.servers[1]: invalid address \"[::1]\" (expected HOST:PORT)",
+        ":9: upstreams.demo.servers[2]: invalid address \"127.0.0.1:http\" (port must be a "
+        "number from 1 to 65535)",
+        ":10: upstreams.demo.servers[3]: invalid address \"[example.com]:80\" (not an IPv6 "
+        "address in brackets)",
+        ":11: upstreams.demo.servers[4]: invalid address \":80\" (expected HOST:PORT)",
+        NULL,
+    };
+    expect_errors(DATA("bad-address.yaml"), want);
+}
+END_TEST
+
+START_TEST(test_err_unresolvable)
+{
+    char line[256];
+    const char *want[] = {line, NULL};
+
+    snprintf(line, sizeof(line),
+             ":3: upstreams.demo.servers: cannot resolve \"nohost.invalid:80\": %s",
+             invalid_name_reason());
+    expect_errors(DATA("bad-resolve.yaml"), want);
+}
+END_TEST
+
+START_TEST(test_err_syntax)
+{
+    static const char *const want[] = {
+        ":4: YAML syntax error: did not find expected ',' or ']' (while parsing a flow sequence "
+        "that started at line 3)",
+        NULL,
+    };
+    static const char *const want_root[] = {
+        ":1: expected a mapping of keys, got a list",
+        NULL,
+    };
+    static const char *const want_docs[] = {
+        ":6: only one YAML document is allowed",
+        NULL,
+    };
+    static const char *const want_open[] = {
+        ": cannot open: No such file or directory",
+        NULL,
+    };
+    expect_errors(DATA("bad-syntax.yaml"), want);
+    expect_errors(DATA("bad-root.yaml"), want_root);
+    expect_errors(DATA("bad-two-docs.yaml"), want_docs);
+    expect_errors(DATA("no-such-file.yaml"), want_open);
+}
+END_TEST
+
+START_TEST(test_err_misc)
+{
+    static const char *const want[] = {
+        ":1: listen[1]: duplicate address \"127.0.0.1:8080\"",
+        ":3: admin.listen: same address as the traffic listener \"127.0.0.1:8080\"",
+        ":5: log.level: must be one of error, warn, info, debug, got \"verbose\"",
+        ":6: log.error: must not be empty",
+        ":7: log.access: must not contain a NUL byte",
+        ":9: upstreams.bad name: invalid name \"bad name\" (1 to 64 letters, digits, \"_\", "
+        "\".\" or \"-\")",
+        ":12: upstreams.demo.servers: must not be an empty list",
+        ":15: routes[0].host[0]: invalid host pattern \"api.example.com:8080\" (a port is never "
+        "matched; remove it)",
+        ":15: routes[0].host[2]: invalid host pattern \"a*b.example.com\" (expected a name, "
+        "\"*.suffix\" or \"*\")",
+        ":15: routes[0].host[3]: invalid host pattern \"\" (expected a name, \"*.suffix\" or "
+        "\"*\")",
+        ":16: routes[0].methods[1]: unknown method \"get\" (known: GET HEAD POST PUT DELETE "
+        "PATCH OPTIONS TRACE PURGE)",
+        ":16: routes[0].methods[2]: unknown method \"CONNECT\" (known: GET HEAD POST PUT DELETE "
+        "PATCH OPTIONS TRACE PURGE)",
+        /* Control characters are escaped: one error stays one line. */
+        ":18: routes[0].host_rewrite: expected a host name with an optional :port, got "
+        "\"evil\\r\\nX-Injected: 1\"",
+        ":19: routes[1].name: invalid name \"with space\" (1 to 64 letters, digits, \"_\", \".\" "
+        "or \"-\")",
+        ":21: routes[2]: expected a mapping, got \"not a mapping\"",
+        NULL,
+    };
+    expect_errors(DATA("bad-misc.yaml"), want);
+}
+END_TEST
+
+START_TEST(test_err_many)
+{
+    char resolve[256];
+    const char *want[] = {
+        ":1: workers: expected an integer or \"auto\", got \"zero\"",
+        ":2: listen: invalid address \"127.0.0.1\" (expected HOST:PORT)",
+        ":4: limits.header_count: must be between 1 and 256, got 1000",
+        ":6: timeouts.drain: expected a duration like \"2s\" or \"150ms\", got \"soon\"",
+        resolve,
+        ":10: upstreams.demo.max_fails: expected an integer, got \"many\"",
+        ":13: routes[0].upstream: names an unknown upstream \"missing\"",
+        ":15: routes[0].regex: only one of prefix, exact, regex",
+        ":16: routes[1].name: duplicate route name \"demo\"",
+        ":18: routes[1].bogus: unknown key",
+        NULL,
+    };
+
+    snprintf(resolve, sizeof(resolve),
+             ":9: upstreams.demo.servers: cannot resolve \"nohost.invalid:80\": %s",
+             invalid_name_reason());
+    expect_errors(DATA("bad-many.yaml"), want);
+}
+END_TEST
+
+START_TEST(test_err_null_errp)
+{
+    /* err may be NULL when the caller only wants success or failure. */
+    ck_assert_ptr_null(config_load(DATA("bad-many.yaml"), NULL));
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
+
+START_TEST(test_quick_good)
+{
+    char *err = (char *)"unset";
+    struct config *cfg = config_quick("http://127.0.0.1:8081", NULL, NULL, &err);
+    const struct config_upstream *up;
+    const struct config_route *r;
+
+    ck_assert_ptr_nonnull(cfg);
+    ck_assert_ptr_null(err);
+    ck_assert_ptr_null(cfg->file);
+    ck_assert_int_eq(atomic_load(&cfg->refs), 1);
+    ck_assert_uint_eq(cfg->workers, auto_workers());
+    ck_assert_uint_eq(cfg->nlisten, 1);
+    check_addr(&cfg->listen[0], "127.0.0.1:8080", AF_INET, 8080);
+    ck_assert_uint_eq(cfg->admin.len, 0);
+    ck_assert_uint_eq(cfg->limits.max_request_line, 8192);
+    ck_assert_uint_eq(cfg->limits.max_headers, 100);
+    ck_assert_uint_eq(cfg->client_header_timeout_ms, 10000);
+    ck_assert_int_eq(cfg->log_level, CONFIG_LOG_INFO);
+    ck_assert_str_eq(cfg->access_log, "stderr");
+    ck_assert_uint_eq(cfg->nupstreams, 1);
+    up = &cfg->upstreams[0];
+    ck_assert_str_eq(up->name, "upstream");
+    ck_assert_uint_eq(up->nservers, 1);
+    check_addr(&up->servers[0], "127.0.0.1:8081", AF_INET, 8081);
+    ck_assert_uint_eq(up->keepalive, 32);
+    ck_assert_uint_eq(up->connect_timeout_ms, 2000);
+    ck_assert_uint_eq(cfg->nroutes, 1);
+    r = &cfg->routes[0];
+    ck_assert_str_eq(r->name, "default");
+    ck_assert_uint_eq(r->nhosts, 1);
+    ck_assert_str_eq(r->hosts[0], "*");
+    ck_assert_int_eq(r->path_kind, CONFIG_PATH_PREFIX);
+    ck_assert_str_eq(r->path, "/");
+    ck_assert_uint_eq(r->methods, 0);
+    ck_assert_ptr_eq(r->upstream, up);
+    ck_assert_str_eq(r->host_rewrite, "127.0.0.1:8081");
+    config_unref(&cfg);
+
+    cfg = config_quick("http://localhost/", "127.0.0.1:18080", "127.0.0.1:19090", &err);
+    ck_assert_msg(cfg != NULL, "%s", err);
+    ck_assert_str_eq(cfg->upstreams[0].servers[0].text, "localhost:80");
+    ck_assert_uint_eq(addr_port(&cfg->upstreams[0].servers[0]), 80);
+    ck_assert_str_eq(cfg->routes[0].host_rewrite, "localhost");
+    check_addr(&cfg->listen[0], "127.0.0.1:18080", AF_INET, 18080);
+    check_addr(&cfg->admin, "127.0.0.1:19090", AF_INET, 19090);
+    config_unref(&cfg);
+
+    cfg = config_quick("HTTP://[::1]:9000", "[::1]:18080", "off", &err);
+    ck_assert_msg(cfg != NULL, "%s", err);
+    check_addr(&cfg->upstreams[0].servers[0], "[::1]:9000", AF_INET6, 9000);
+    ck_assert_str_eq(cfg->routes[0].host_rewrite, "[::1]:9000");
+    check_addr(&cfg->listen[0], "[::1]:18080", AF_INET6, 18080);
+    ck_assert_uint_eq(cfg->admin.len, 0);
+    config_unref(&cfg);
+}
+END_TEST
+
+static void
+expect_quick_error(const char *url, const char *listen, const char *admin, const char *want)
+{
+    char *err = NULL;
+    struct config *cfg = config_quick(url, listen, admin, &err);
+
+    ck_assert_msg(cfg == NULL, "%s accepted", url);
+    ck_assert_ptr_nonnull(err);
+    ck_assert_str_eq(err, want);
+    free(err);
+}
+
+START_TEST(test_quick_bad)
+{
+    static const char *const bad_urls[] = {
+        "ftp://example.com", "example.com:80", "http://",      "http:///",   "http://x/path",
+        "http://x//",        "http://user@x",  "http://x?q=1", "http://x#f", "http://[::1",
+    };
+    char want[512];
+
+    expect_quick_error("https://example.com", NULL, NULL,
+                       "upstream: https is not supported for the upstream, use "
+                       "http://HOST[:PORT], got \"https://example.com\"\n");
+    for (size_t i = 0; i < sizeof(bad_urls) / sizeof(bad_urls[0]); i++) {
+        snprintf(want, sizeof(want),
+                 "upstream: expected a URL like http://HOST[:PORT], got \"%s\"\n", bad_urls[i]);
+        expect_quick_error(bad_urls[i], NULL, NULL, want);
+    }
+    expect_quick_error(NULL, NULL, NULL,
+                       "upstream: expected a URL like http://HOST[:PORT], got nothing\n");
+    expect_quick_error("http://x:0", NULL, NULL,
+                       "upstream: invalid address \"x:0\" (port must be a number from 1 to "
+                       "65535)\n");
+    snprintf(want, sizeof(want), "upstream: cannot resolve \"nohost.invalid:80\": %s\n",
+             invalid_name_reason());
+    expect_quick_error("http://nohost.invalid", NULL, NULL, want);
+    /* Every error at once. */
+    expect_quick_error("gopher://x", "nowhere", "127.0.0.1:0",
+                       "listen: invalid address \"nowhere\" (expected HOST:PORT)\n"
+                       "admin: invalid address \"127.0.0.1:0\" (port must be a number from 1 "
+                       "to 65535)\n"
+                       "upstream: expected a URL like http://HOST[:PORT], got \"gopher://x\"\n");
+    expect_quick_error("http://127.0.0.1:8081", NULL, "127.0.0.1:8080",
+                       "admin: same address as the traffic listener \"127.0.0.1:8080\"\n");
+}
+END_TEST
+
+START_TEST(test_refcount)
+{
+    struct config *cfg = load_good(DATA("good-minimal.yaml"));
+    struct config *other = config_ref(cfg), *none = NULL;
+
+    ck_assert_ptr_eq(other, cfg);
+    ck_assert_int_eq(atomic_load(&cfg->refs), 2);
+    config_unref(&other);
+    ck_assert_ptr_null(other);
+    ck_assert_int_eq(atomic_load(&cfg->refs), 1);
+    ck_assert_str_eq(cfg->routes[0].name, "all"); /* still alive */
+    config_unref(&cfg);
+    ck_assert_ptr_null(cfg);
+    config_unref(&none);
+    config_unref(NULL);
+}
+END_TEST
+
+START_TEST(test_log_level_name)
+{
+    ck_assert_str_eq(config_log_level_name(CONFIG_LOG_ERROR), "error");
+    ck_assert_str_eq(config_log_level_name(CONFIG_LOG_WARN), "warn");
+    ck_assert_str_eq(config_log_level_name(CONFIG_LOG_INFO), "info");
+    ck_assert_str_eq(config_log_level_name(CONFIG_LOG_DEBUG), "debug");
+    ck_assert_str_eq(config_log_level_name((enum config_log_level)42), "?");
+}
+END_TEST
+
+START_TEST(test_reference)
+{
+    static const char *const keys[] = {
+        "\nworkers: \"auto\" or integer 1..256; default auto\n    ",
+        "\nlisten: HOST:PORT, or a list; default 127.0.0.1:8080\n    ",
+        "\nadmin.listen: HOST:PORT or \"off\"; default 127.0.0.1:9090\n    ",
+        "\nlimits.request_line: size 256..1m; default 8k\n    ",
+        "\nlimits.header_bytes: size 1k..1m; default 32k\n    ",
+        "\nlimits.header_count: integer 1..256; default 100\n    ",
+        "\nlimits.chunk_line: size 64..64k; default 4k\n    ",
+        "\ntimeouts.client_header: duration 1ms..24h; default 10s\n    ",
+        "\ntimeouts.client_keepalive: duration 1ms..24h; default 60s\n    ",
+        "\ntimeouts.client_idle: duration 1ms..24h; default 60s\n    ",
+        "\ntimeouts.drain: duration 1ms..24h; default 30s\n    ",
+        "\nlog.level: error | warn | info | debug; default info\n    ",
+        "\nlog.error: string; default stderr\n    ",
+        "\nlog.access: string; default stderr\n    ",
+        "\nupstreams: mapping: name -> upstream; required\n    ",
+        "\nupstreams.NAME.servers: HOST:PORT, or a list; required\n    ",
+        "\nupstreams.NAME.keepalive: integer 0..10000; default 32\n    ",
+        "\nupstreams.NAME.keepalive_timeout: duration 1ms..24h; default 60s\n    ",
+        "\nupstreams.NAME.connect_timeout: duration 1ms..24h; default 2s\n    ",
+        "\nupstreams.NAME.first_byte_timeout: duration 1ms..24h; default 30s\n    ",
+        "\nupstreams.NAME.idle_timeout: duration 1ms..24h; default 60s\n    ",
+        "\nupstreams.NAME.max_fails: integer 1..1000; default 3\n    ",
+        "\nupstreams.NAME.fail_timeout: duration 1ms..24h; default 10s\n    ",
+        "\nroutes: list of routes; required\n    ",
+        "\nroutes[].name: name; required\n    ",
+        "\nroutes[].host: host pattern, or a list; default *\n    ",
+        "\nroutes[].prefix: path; default /\n    ",
+        "\nroutes[].exact: path; optional\n    ",
+        "\nroutes[].regex: PCRE2 regex; optional\n    ",
+        "\nroutes[].methods: method, or a list; optional\n    ",
+        "\nroutes[].upstream: upstream name; required\n    ",
+        "\nroutes[].host_rewrite: host[:port]; optional\n    ",
+    };
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+
+    ck_assert_ptr_nonnull(f);
+    config_print_reference(f);
+    fclose(f);
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+        ck_assert_msg(strstr(text, keys[i]) != NULL, "reference lacks %s\n%s", keys[i], text);
+    free(text);
+}
+END_TEST
+
+static Suite *
+config_suite(void)
+{
+    Suite *s = suite_create("config");
+    struct {
+        const char *name;
+        const TTest *test;
+    } cases[] = {
+        {"defaults", test_defaults},
+        {"full", test_full},
+        {"regex_jit", test_regex_jit},
+        {"flow_style_and_off", test_flow_style_and_off},
+        {"shipped_conf", test_shipped_conf},
+        {"err_unknown_key", test_err_unknown_key},
+        {"err_type", test_err_type},
+        {"err_bounds", test_err_bounds},
+        {"err_duration", test_err_duration},
+        {"err_size", test_err_size},
+        {"err_missing", test_err_missing},
+        {"err_unknown_upstream", test_err_unknown_upstream},
+        {"err_duplicate", test_err_duplicate},
+        {"err_regex", test_err_regex},
+        {"err_two_paths", test_err_two_paths},
+        {"err_address", test_err_address},
+        {"err_unresolvable", test_err_unresolvable},
+        {"err_syntax", test_err_syntax},
+        {"err_misc", test_err_misc},
+        {"err_many", test_err_many},
+        {"err_null_errp", test_err_null_errp},
+        {"quick_good", test_quick_good},
+        {"quick_bad", test_quick_bad},
+        {"refcount", test_refcount},
+        {"log_level_name", test_log_level_name},
+        {"reference", test_reference},
+    };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        TCase *tc = tcase_create(cases[i].name);
+        tcase_add_test(tc, cases[i].test);
+        suite_add_tcase(s, tc);
+    }
+    return s;
+}
+
+int
+main(void)
+{
+    SRunner *sr = srunner_create(config_suite());
+    int failed;
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
