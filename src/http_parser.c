@@ -10,11 +10,12 @@
  * answer as the whole message: the result never depends on how the input
  * was split. Errors are ranked by position accordingly:
  *   1. byte by byte: the head limit (431), the request line limit (414),
- *      bytes that cannot appear in the current line, bare CR and bare LF;
+ *      a byte that cannot appear where it is (start line, field name,
+ *      field value, the first byte of a line), bare CR and bare LF, one
+ *      field too many (431);
  *   2. at the end of the start line: its grammar (400), then the version
  *      (505), then CONNECT (405), then the form of the target (400);
- *   3. at the end of each field line: its grammar (400);
- *   4. when the empty line ending the head has arrived: the meaning of the
+ *   3. when the empty line ending the head has arrived: the meaning of the
  *      fields, all 400s first (Content-Length, Transfer-Encoding, Host),
  *      then a transfer coding we do not implement (501), then Expect (417).
  *

@@ -235,18 +235,24 @@ def main(argv):
                                  " (AddressSanitizer build)" if harness.binary_has_asan() else ""))
     tests = discover(filt)
     base = tempfile.mkdtemp(prefix="tc-integration-")
-    passed = failed = 0
+    if not tests:
+        print("# no test matches %r" % filt)
+    passed = 0
+    failed = []
     t0 = time.monotonic()
     for fn, name in tests:
         if run_one(base, fn, name, timeout):
             passed += 1
         else:
-            failed += 1
+            failed.append("%s::%s" % (fn, name))
     try:
         os.rmdir(base)
     except OSError:
         pass
     print("# %.1fs" % (time.monotonic() - t0))
+    for tid in failed:
+        print("# failed: %s" % tid)
+    failed = len(failed)
     print("integration: %d passed, %d failed" % (passed, failed))
     sys.stdout.flush()
     return 1 if failed else 0

@@ -64,6 +64,12 @@ cd "$fuzz"
 status=0
 ./fuzz_http_parser -max_total_time="$seconds" -jobs=1 -workers=1 -dict="$dict" \
     -max_len=4096 -print_final_stats=1 -artifact_prefix="$fuzz/" ${FUZZ_FLAGS:-} \
-    "$work" || status=$?
-grep -E '^(stat::|#[0-9]+ +DONE|==[0-9]+==ERROR|SUMMARY)' fuzz-0.log || true
+    "$work" >/dev/null 2>&1 || status=$?
+if [ "$status" -ne 0 ]; then
+    tail -n 60 fuzz-0.log
+else
+    grep -E '^(#[0-9]+[[:space:]]+DONE|Done [0-9]+ runs|stat::(number_of_executed_units|average_exec_per_sec|new_units_added|peak_rss_mb))' \
+        fuzz-0.log | sort -u
+fi
+ls crash-* leak-* timeout-* oom-* 2>/dev/null && status=1
 exit $status

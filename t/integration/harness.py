@@ -16,7 +16,20 @@ What is here:
 Rules every helper keeps: loopback only; every wait is bounded in time;
 every loop is bounded in count or time.  Everything a test starts is
 registered here and torn down by cleanup_all(), which the runner calls
-after each test whatever happened.
+after each test whatever happened (a sanitizer report in a tailcache's
+stderr then fails the test).
+
+Writing a test: a plain function test_*() in t/integration/test_*.py that
+raises AssertionError on failure; each runs in its own process and temp
+dir (t/run-integration.py). Typically:
+
+    o = Origin("o")
+    tc = Tailcache(simple_config(o, upstream={"max_fails": 2})).start()
+    r = RawClient(tc.port).request("GET", "/ok")
+    assert r.status == 200 and o.request_count == 1, r
+
+Poll with wait_for(); never sleep and hope. harness_selftest.py checks the
+origin and raw client against each other without tailcache.
 """
 
 import ctypes
@@ -307,6 +320,8 @@ def to_yaml(obj, indent=0):
 
 def _child_setup():
     # Die with the test process whatever happens to it (PR_SET_PDEATHSIG).
+    # The signal fires when the forking *thread* exits: start tailcache from
+    # the test's main thread, not from a short-lived helper thread.
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, signal.SIGKILL, 0, 0, 0)

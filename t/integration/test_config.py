@@ -8,6 +8,7 @@ from harness import Origin, Tailcache, addr, binary, free_port, get, new_dir, si
 
 
 def check(path, timeout=20):
+    assert os.access(binary(), os.X_OK), "tailcache binary not found: %s" % binary()
     p = subprocess.run([binary(), "-t", "-c", path], stdin=subprocess.DEVNULL,
                        capture_output=True, timeout=timeout)
     return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
