@@ -9,6 +9,8 @@
 #include <assert.h>
 #include <event2/buffer.h>
 
+#include "log.h"
+
 #define STATS_MAX_REGISTERED 512
 
 static struct stats *stats_registered[STATS_MAX_REGISTERED];
@@ -53,6 +55,7 @@ stats_sum(struct stats *out)
         for (size_t i = 0; i < STATS_N; i++)
             o[i] += in[i];
     }
+    out->log_lines_dropped = log_dropped();
 }
 
 size_t

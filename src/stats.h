@@ -41,7 +41,8 @@ struct evbuffer;
     X(client_aborted, COUNTER, "Requests abandoned because the client went away")                \
     X(bytes_from_clients, COUNTER, "Request body bytes received from clients")                    \
     X(bytes_to_clients, COUNTER, "Response body bytes sent to clients")                           \
-    X(reloads, COUNTER, "Configuration generations this worker has applied")
+    X(reloads, COUNTER, "Configuration generations this worker has applied")                       \
+    X(log_lines_dropped, COUNTER, "Log lines dropped because the log writer could not keep up")
 
 struct stats {
 #define STATS_FIELD(name, kind, help) uint64_t name;
@@ -55,7 +56,8 @@ void stats_register(struct stats *s);
 /* Removes every registration (shutdown). */
 void stats_unregister_all(void);
 
-/* Sums every registered struct into *out. */
+/* Sums every registered struct into *out, and fills the process-wide
+ * counters (log_lines_dropped) that no worker owns. */
 void stats_sum(struct stats *out);
 
 /* Appends the summed counters as a JSON object / Prometheus text. */
