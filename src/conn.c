@@ -37,6 +37,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
+#include "body.h"
 #include "config.h"
 #include "http_parser.h"
 #include "http_write.h"
@@ -83,10 +84,8 @@ struct conn_exchange {
     unsigned attempts; /* upstream attempts made, for retries */
 
     /* Request body, client -> upstream. */
-    enum http_framing req_framing;
-    uint64_t req_left;
-    struct http_chunked req_chunked;
-    bool req_done;
+    struct body_relay req_body;
+    bool req_done; /* the whole request body is in the upstream output */
 
     /* Response, upstream -> client. */
     struct http_response *resp; /* parsed head; points into the upstream input */
@@ -94,10 +93,7 @@ struct conn_exchange {
     bool resp_started; /* head written to the client */
     bool resp_done;
     bool up_keep_alive;
-    enum http_framing in_framing;  /* how the upstream frames the body */
-    enum http_framing out_framing; /* how we frame it to the client */
-    uint64_t resp_left;
-    struct http_chunked resp_chunked;
+    struct body_relay resp_body;
     bool got_byte; /* any response byte from the upstream */
     bool up_eof;   /* an until-close body ended; the rest is buffered */
 
@@ -543,54 +539,16 @@ static int
 conn_pump_request(struct conn *c)
 {
     struct conn_exchange *x = &c->x;
-    struct evbuffer *in = bufferevent_get_input(c->bev);
-    struct evbuffer *out = bufferevent_get_output(x->up->bev);
-
-    while (!x->req_done && evbuffer_get_length(out) < CONN_OUT_HIGH) {
-        size_t avail = evbuffer_get_length(in);
-        if (x->req_framing == HTTP_FRAMING_LENGTH) {
-            if (x->req_left == 0) {
-                x->req_done = true;
-                break;
-            }
-            if (avail == 0)
-                break;
-            size_t n = avail < x->req_left ? avail : (size_t)x->req_left;
-            evbuffer_remove_buffer(in, out, n);
-            x->req_left -= n;
-            c->w->stats.bytes_from_clients += n;
-            continue;
-        }
-        if (x->req_framing != HTTP_FRAMING_CHUNKED) {
-            x->req_done = true;
-            break;
-        }
-        if (http_chunked_done(&x->req_chunked)) {
-            http_write_last_chunk(out);
-            x->req_done = true;
-            break;
-        }
-        if (avail == 0)
-            break;
-        struct evbuffer_iovec v;
-        evbuffer_peek(in, -1, NULL, &v, 1);
-        size_t off, dlen;
-        ssize_t r = http_chunked_decode(&x->req_chunked, v.iov_base, v.iov_len, &off, &dlen);
-        if (r < 0) {
-            log_info("conn=%" PRIu64 ": %s: malformed chunked request body", c->id, c->peer);
-            c->w->stats.bad_requests++;
-            conn_respond_error(c, 400);
-            return -1;
-        }
-        evbuffer_drain(in, off);
-        if (dlen > 0) {
-            http_write_chunk_header(out, dlen);
-            evbuffer_remove_buffer(in, out, dlen);
-            evbuffer_add(out, "\r\n", 2);
-            c->w->stats.bytes_from_clients += dlen;
-        }
-        evbuffer_drain(in, (size_t)r - off - dlen);
+    ssize_t n = body_relay_move(&x->req_body, bufferevent_get_input(c->bev),
+                                bufferevent_get_output(x->up->bev), CONN_OUT_HIGH);
+    if (n < 0) {
+        log_info("conn=%" PRIu64 ": %s: malformed chunked request body", c->id, c->peer);
+        c->w->stats.bad_requests++;
+        conn_respond_error(c, 400);
+        return -1;
     }
+    c->w->stats.bytes_from_clients += (uint64_t)n;
+    x->req_done = x->req_body.done;
     if (x->req_done) {
         /* Pipelined requests wait in the input; a slow upstream must not
          * trip the client's read timeout meanwhile. */
@@ -708,12 +666,9 @@ conn_upstream_begin(struct conn *c)
     if (c->req.head.conn_close || w->draining)
         c->close_after = true;
 
-    x->req_framing = c->req.head.framing;
-    x->req_left = c->req.head.content_length;
-    if (x->req_framing == HTTP_FRAMING_CHUNKED)
-        http_chunked_init(&x->req_chunked, x->gen->cfg->max_body_chunk_line);
-    if (x->req_framing == HTTP_FRAMING_NONE)
-        x->req_done = true;
+    body_relay_init(&x->req_body, c->req.head.framing, c->req.head.content_length,
+                    c->req.head.framing == HTTP_FRAMING_CHUNKED, x->gen->cfg->max_body_chunk_line);
+    x->req_done = x->req_body.done;
 
     x->route = route_match(x->gen->cfg, c->req.host, c->req.host_len, c->req.path,
                            c->req.path_len, c->req.method_id);
@@ -742,25 +697,15 @@ conn_start_response(struct conn *c)
     bool client_10 = c->req.head.version_minor == 0;
     bool keep_alive_10 = false;
 
-    x->in_framing = resp->head.framing;
-    x->resp_left = resp->head.content_length;
-    switch (x->in_framing) {
-    case HTTP_FRAMING_NONE:
-        x->out_framing = HTTP_FRAMING_NONE;
-        break;
-    case HTTP_FRAMING_LENGTH:
-        x->out_framing = HTTP_FRAMING_LENGTH;
-        break;
-    case HTTP_FRAMING_CHUNKED:
-    case HTTP_FRAMING_UNTIL_CLOSE:
+    enum http_framing in = resp->head.framing;
+    enum http_framing out = in;
+    if (in == HTTP_FRAMING_CHUNKED || in == HTTP_FRAMING_UNTIL_CLOSE)
         /* HTTP/1.0 has no chunked coding: the end is the close. */
-        x->out_framing = client_10 ? HTTP_FRAMING_UNTIL_CLOSE : HTTP_FRAMING_CHUNKED;
-        break;
-    }
-    if (x->in_framing == HTTP_FRAMING_CHUNKED)
-        http_chunked_init(&x->resp_chunked, conn_cfg(c)->max_body_chunk_line);
-    x->up_keep_alive = !resp->head.conn_close && x->in_framing != HTTP_FRAMING_UNTIL_CLOSE;
-    if (x->out_framing == HTTP_FRAMING_UNTIL_CLOSE)
+        out = client_10 ? HTTP_FRAMING_UNTIL_CLOSE : HTTP_FRAMING_CHUNKED;
+    body_relay_init(&x->resp_body, in, resp->head.content_length, out == HTTP_FRAMING_CHUNKED,
+                    conn_cfg(c)->max_body_chunk_line);
+    x->up_keep_alive = !resp->head.conn_close && in != HTTP_FRAMING_UNTIL_CLOSE;
+    if (out == HTTP_FRAMING_UNTIL_CLOSE)
         c->close_after = true;
     if (client_10) {
         if (c->req.head.conn_keep_alive && !c->close_after)
@@ -769,11 +714,10 @@ conn_start_response(struct conn *c)
             c->close_after = true;
     }
     x->status = resp->status;
-    http_write_response(bufferevent_get_output(c->bev), resp, x->out_framing, x->resp_left,
+    http_write_response(bufferevent_get_output(c->bev), resp, out, resp->head.content_length,
                         c->close_after, keep_alive_10);
     x->resp_started = true;
-    if (x->in_framing == HTTP_FRAMING_NONE)
-        x->resp_done = true;
+    x->resp_done = x->resp_body.done;
 }
 
 /*
@@ -785,71 +729,18 @@ static int
 conn_pump_response(struct conn *c)
 {
     struct conn_exchange *x = &c->x;
-    struct evbuffer *in = bufferevent_get_input(x->up->bev);
-    struct evbuffer *out = bufferevent_get_output(c->bev);
-    uint64_t before = x->body_bytes;
-
-    while (!x->resp_done && evbuffer_get_length(out) < CONN_OUT_HIGH) {
-        size_t avail = evbuffer_get_length(in);
-        if (x->in_framing == HTTP_FRAMING_LENGTH) {
-            if (x->resp_left == 0) {
-                x->resp_done = true;
-                break;
-            }
-            if (avail == 0)
-                break;
-            size_t n = avail < x->resp_left ? avail : (size_t)x->resp_left;
-            evbuffer_remove_buffer(in, out, n);
-            x->resp_left -= n;
-            x->body_bytes += n;
-            if (x->resp_left == 0)
-                x->resp_done = true;
-            continue;
-        }
-        if (x->in_framing == HTTP_FRAMING_UNTIL_CLOSE) {
-            if (avail == 0)
-                break;
-            if (x->out_framing == HTTP_FRAMING_CHUNKED)
-                http_write_chunk_header(out, avail);
-            evbuffer_remove_buffer(in, out, avail);
-            if (x->out_framing == HTTP_FRAMING_CHUNKED)
-                evbuffer_add(out, "\r\n", 2);
-            x->body_bytes += avail;
-            continue;
-        }
-        /* chunked */
-        if (http_chunked_done(&x->resp_chunked)) {
-            if (x->out_framing == HTTP_FRAMING_CHUNKED)
-                http_write_last_chunk(out);
-            x->resp_done = true;
-            break;
-        }
-        if (avail == 0)
-            break;
-        struct evbuffer_iovec v;
-        evbuffer_peek(in, -1, NULL, &v, 1);
-        size_t off, dlen;
-        ssize_t r = http_chunked_decode(&x->resp_chunked, v.iov_base, v.iov_len, &off, &dlen);
-        if (r < 0) {
-            log_warn("conn=%" PRIu64 ": upstream %s sent a malformed chunked body", c->id,
-                     upstream_server_name(x->pool, (unsigned)x->server));
-            c->w->stats.upstream_bad_responses++;
-            c->w->stats.bytes_to_clients += x->body_bytes - before;
-            conn_respond_error(c, 502);
-            return -1;
-        }
-        evbuffer_drain(in, off);
-        if (dlen > 0) {
-            if (x->out_framing == HTTP_FRAMING_CHUNKED)
-                http_write_chunk_header(out, dlen);
-            evbuffer_remove_buffer(in, out, dlen);
-            if (x->out_framing == HTTP_FRAMING_CHUNKED)
-                evbuffer_add(out, "\r\n", 2);
-            x->body_bytes += dlen;
-        }
-        evbuffer_drain(in, (size_t)r - off - dlen);
+    ssize_t n = body_relay_move(&x->resp_body, bufferevent_get_input(x->up->bev),
+                                bufferevent_get_output(c->bev), CONN_OUT_HIGH);
+    if (n < 0) {
+        log_warn("conn=%" PRIu64 ": upstream %s sent a malformed chunked body", c->id,
+                 upstream_server_name(x->pool, (unsigned)x->server));
+        c->w->stats.upstream_bad_responses++;
+        conn_respond_error(c, 502);
+        return -1;
     }
-    c->w->stats.bytes_to_clients += x->body_bytes - before;
+    x->body_bytes += (uint64_t)n;
+    c->w->stats.bytes_to_clients += (uint64_t)n;
+    x->resp_done = x->resp_body.done;
     return 0;
 }
 
@@ -941,7 +832,7 @@ conn_up_on_event(struct bufferevent *bev, short what, void *arg)
         conn_upstream_timeouts(c);
         return;
     }
-    if ((what & BEV_EVENT_EOF) && x->resp_started && x->in_framing == HTTP_FRAMING_UNTIL_CLOSE) {
+    if ((what & BEV_EVENT_EOF) && x->resp_started && x->resp_body.in == HTTP_FRAMING_UNTIL_CLOSE) {
         x->up_keep_alive = false;
         if (conn_pump_response(c) < 0)
             return;
@@ -951,8 +842,7 @@ conn_up_on_event(struct bufferevent *bev, short what, void *arg)
             x->up_eof = true;
             return;
         }
-        if (x->out_framing == HTTP_FRAMING_CHUNKED)
-            http_write_last_chunk(bufferevent_get_output(c->bev));
+        body_relay_finish(&x->resp_body, bufferevent_get_output(c->bev));
         x->resp_done = true;
         conn_response_done(c);
         return;
@@ -1044,8 +934,7 @@ conn_on_write(struct bufferevent *bev, void *arg)
             conn_response_done(c);
         } else if (x->up_eof && evbuffer_get_length(bufferevent_get_input(x->up->bev)) == 0) {
             /* EOF was seen earlier and everything is out now. */
-            if (x->out_framing == HTTP_FRAMING_CHUNKED)
-                http_write_last_chunk(bufferevent_get_output(bev));
+            body_relay_finish(&x->resp_body, bufferevent_get_output(bev));
             x->resp_done = true;
             conn_response_done(c);
         }
