@@ -11,6 +11,8 @@ void
 body_relay_init(struct body_relay *b, enum http_framing in, uint64_t content_length,
                 bool chunked_out, size_t max_line)
 {
+    b->tee = NULL;
+    b->tee_arg = NULL;
     b->in = in;
     b->chunked_out = chunked_out;
     b->left = in == HTTP_FRAMING_LENGTH ? content_length : 0;
@@ -23,6 +25,8 @@ body_relay_init(struct body_relay *b, enum http_framing in, uint64_t content_len
 static void
 body_relay_data(struct body_relay *b, struct evbuffer *in, struct evbuffer *out, size_t n)
 {
+    if (b->tee != NULL)
+        b->tee(b->tee_arg, in, n);
     if (b->chunked_out)
         http_write_chunk_header(out, n);
     evbuffer_remove_buffer(in, out, n);

@@ -1,22 +1,23 @@
 /*
  * config: loads the YAML configuration into an immutable, refcounted
- * struct config.
+ * struct config, or builds one for quick mode.
  *
- * Every key is a row in a table below (name, type, field, default, bounds,
- * flags, help), one table per mapping: the top level, its sections, an
- * upstream pool and a route. Adding a key is adding a row (and the field in
- * config.h); the loader, the defaults, quick mode and --help-config all
- * work from the rows. Defaults are written as YAML text and go through the
- * same parser as the file, so a default can never disagree with the rules.
+ * What the keys are is in config_schema.c: one table row per key (name,
+ * type, field, default, bounds, help). This file interprets the rows: the
+ * setters turn a value of each type into its field, and the walker applies
+ * a table to a YAML mapping, defaults included (defaults are YAML text and
+ * go through the same setters). Particular keys appear here only where a
+ * rule spans several of them (the checks after the walk), in quick mode
+ * and in config_free().
  *
  * Loading is: libyaml builds the document tree (a syntax error stops here,
  * with libyaml's message and line); one pass walks the tree against the
  * tables, converting and checking every value and collecting errors
  * instead of stopping; a last pass checks what spans the file (routes name
- * upstreams defined anywhere, duplicate names, address clashes). Errors are
- * sorted by line and returned together, each as
- * "file:line: key.path: what is wrong", with 1-based lines and 0-based
- * list indexes (routes[0] is the first route).
+ * upstreams defined anywhere, duplicate names, address clashes, a header
+ * both in a cache key and stripped). Errors are sorted by line and
+ * returned together, each as "file:line: key.path: what is wrong", with
+ * 1-based lines and 0-based list indexes (routes[0] is the first route).
  *
  * Ownership: struct config owns every string, array and compiled regex in
  * it; config_unref() of the last reference frees them all. Loading runs on
@@ -38,6 +39,7 @@
 #include <pcre2.h>
 
 #include "config.h"
+#include "config_schema.h"
 #include "util.h"
 
 /* Longest key path in a message, e.g. "upstreams.NAME.servers[3]". */
@@ -46,278 +48,6 @@
 #define CONFIG_NAME_MAX 64
 /* Longest scalar quoted back in a message. */
 #define CONFIG_QUOTE_MAX 80
-#define CONFIG_MAX_WORKERS 256
-
-enum config_type {
-    CONFIG_T_SECTION,      /* a mapping described by row->sub, same struct */
-    CONFIG_T_WORKERS,      /* unsigned: "auto" or an integer */
-    CONFIG_T_UINT,         /* unsigned */
-    CONFIG_T_SIZE,         /* size_t, bytes */
-    CONFIG_T_DURATION,     /* unsigned, milliseconds */
-    CONFIG_T_LOG_LEVEL,    /* enum config_log_level */
-    CONFIG_T_STRING,       /* char *, not empty */
-    CONFIG_T_NAME,         /* char *, [A-Za-z0-9_.-]{1,64} */
-    CONFIG_T_HOST,         /* char *, a Host header value */
-    CONFIG_T_ADDR,         /* struct config_addr; "off" with CONFIG_F_OFF */
-    CONFIG_T_ADDR_LIST,    /* struct config_addr * and a size_t count */
-    CONFIG_T_HOSTS,        /* char ** and a size_t count: host patterns */
-    CONFIG_T_METHODS,      /* uint32_t bit set */
-    CONFIG_T_PATH,         /* struct config_route path, kind row->path_kind */
-    CONFIG_T_UPSTREAM_REF, /* a name checked against upstreams after the walk */
-    CONFIG_T_UPSTREAMS,    /* mapping: name -> pool described by row->sub */
-    CONFIG_T_ROUTES,       /* sequence of routes described by row->sub */
-};
-
-#define CONFIG_F_REQUIRED 0x1u /* no default: the key must be given */
-#define CONFIG_F_OFF 0x2u      /* CONFIG_T_ADDR: "off" disables (len 0) */
-#define CONFIG_F_ONE_OF 0x4u   /* at most one row of the table with this flag */
-
-struct config_key {
-    const char *name;
-    enum config_type type;
-    size_t off;        /* the field, in the struct the table describes */
-    size_t off_n;      /* the count field of a list */
-    const char *def;   /* default, as YAML text; NULL: none */
-    uint64_t min, max; /* bounds, in the stored unit (count, bytes, ms) */
-    unsigned flags;
-    const struct config_key *sub;
-    enum config_path_kind path_kind;
-    const char *help;
-};
-
-/*
- * offsetof() that fails to compile unless the field has the type the row's
- * setter writes: a table row cannot point a size setter at an unsigned.
- */
-#define CONFIG_FIELD(st, field, type) _Generic(((st *)0)->field, type : offsetof(st, field))
-#define CONFIG_C(field, type) CONFIG_FIELD(struct config, field, type)
-#define CONFIG_U(field, type) CONFIG_FIELD(struct config_upstream, field, type)
-#define CONFIG_R(field, type) CONFIG_FIELD(struct config_route, field, type)
-
-#define CONFIG_DURATION_ROW(key, st, field, dflt, text)                                            \
-    {                                                                                              \
-        .name = key, .type = CONFIG_T_DURATION, .off = CONFIG_FIELD(st, field, unsigned),          \
-        .def = dflt, .min = 1, .max = 24u * 3600 * 1000, .help = text                              \
-    }
-
-static const struct config_key config_admin_keys[] = {
-    {.name = "listen",
-     .type = CONFIG_T_ADDR,
-     .off = CONFIG_C(admin, struct config_addr),
-     .def = "127.0.0.1:9090",
-     .flags = CONFIG_F_OFF,
-     .help = "Admin listener (/healthz, /stats, /metrics), apart "
-             "from traffic: HOST:PORT, or \"off\" to disable it."},
-    {0},
-};
-
-static const struct config_key config_limits_keys[] = {
-    {.name = "request_line",
-     .type = CONFIG_T_SIZE,
-     .off = CONFIG_C(limits.max_request_line, size_t),
-     .def = "8k",
-     .min = 256,
-     .max = 1u << 20,
-     .help = "Longest request line accepted; a longer one is answered 414."},
-    {.name = "header_bytes",
-     .type = CONFIG_T_SIZE,
-     .off = CONFIG_C(limits.max_header_bytes, size_t),
-     .def = "32k",
-     .min = 1u << 10,
-     .max = 1u << 20,
-     .help = "Largest request head, request line included; a larger one is answered 431."},
-    {.name = "header_count",
-     .type = CONFIG_T_UINT,
-     .off = CONFIG_C(limits.max_headers, unsigned),
-     .def = "100",
-     .min = 1,
-     .max = HTTP_HEADERS_CAP,
-     .help = "Most header fields in a request; more are answered 431."},
-    {.name = "chunk_line",
-     .type = CONFIG_T_SIZE,
-     .off = CONFIG_C(max_body_chunk_line, size_t),
-     .def = "4k",
-     .min = 64,
-     .max = 64u << 10,
-     .help = "Longest chunk-size line, and largest trailer section, of a chunked body."},
-    {0},
-};
-
-static const struct config_key config_timeouts_keys[] = {
-    CONFIG_DURATION_ROW("client_header", struct config, client_header_timeout_ms, "10s",
-                        "Time a client has to send a complete request head."),
-    CONFIG_DURATION_ROW("client_keepalive", struct config, client_keepalive_timeout_ms, "60s",
-                        "An idle keep-alive client connection is closed after this."),
-    CONFIG_DURATION_ROW("client_idle", struct config, client_idle_timeout_ms, "60s",
-                        "Longest wait between reads of a request body or writes to a slow "
-                        "client."),
-    CONFIG_DURATION_ROW("drain", struct config, drain_timeout_ms, "30s",
-                        "On SIGTERM or SIGINT, longest wait for in-flight requests to finish."),
-    {0},
-};
-
-static const struct config_key config_log_keys[] = {
-    {.name = "level",
-     .type = CONFIG_T_LOG_LEVEL,
-     .off = CONFIG_C(log_level, enum config_log_level),
-     .def = "info",
-     .help = "Least severe message written to the error log: error, warn, info or debug."},
-    {.name = "error",
-     .type = CONFIG_T_STRING,
-     .off = CONFIG_C(error_log, char *),
-     .def = "stderr",
-     .help = "Error log: a file path, or \"stderr\"."},
-    {.name = "access",
-     .type = CONFIG_T_STRING,
-     .off = CONFIG_C(access_log, char *),
-     .def = "stderr",
-     .help = "Access log: a file path, \"stderr\", or \"off\"."},
-    {0},
-};
-
-static const struct config_key config_upstream_keys[] = {
-    {.name = "servers",
-     .type = CONFIG_T_ADDR_LIST,
-     .off = CONFIG_U(servers, struct config_addr *),
-     .off_n = CONFIG_U(nservers, size_t),
-     .flags = CONFIG_F_REQUIRED,
-     .help = "Origin servers: one HOST:PORT or [V6]:PORT, or a list of them; names are "
-             "resolved when the configuration is loaded."},
-    {.name = "keepalive",
-     .type = CONFIG_T_UINT,
-     .off = CONFIG_U(keepalive, unsigned),
-     .def = "32",
-     .min = 0,
-     .max = 10000,
-     .help = "Idle connections kept per worker and server for reuse; 0 disables pooling."},
-    CONFIG_DURATION_ROW("keepalive_timeout", struct config_upstream, keepalive_timeout_ms, "60s",
-                        "An idle pooled connection is closed after this."),
-    CONFIG_DURATION_ROW("connect_timeout", struct config_upstream, connect_timeout_ms, "2s",
-                        "Longest wait for a TCP connection to a server."),
-    CONFIG_DURATION_ROW("first_byte_timeout", struct config_upstream, first_byte_timeout_ms, "30s",
-                        "Longest wait from sending a request to the first response byte."),
-    CONFIG_DURATION_ROW("idle_timeout", struct config_upstream, idle_timeout_ms, "60s",
-                        "Longest wait between two reads or writes once the response started."),
-    {.name = "max_fails",
-     .type = CONFIG_T_UINT,
-     .off = CONFIG_U(max_fails, unsigned),
-     .def = "3",
-     .min = 1,
-     .max = 1000,
-     .help = "Consecutive failures after which a server sits out fail_timeout."},
-    CONFIG_DURATION_ROW("fail_timeout", struct config_upstream, fail_timeout_ms, "10s",
-                        "How long a failing server is skipped before it is tried again."),
-    {0},
-};
-
-static const struct config_key config_route_keys[] = {
-    {.name = "name",
-     .type = CONFIG_T_NAME,
-     .off = CONFIG_R(name, char *),
-     .flags = CONFIG_F_REQUIRED,
-     .help = "Unique route name (letters, digits, \"_\", \".\", \"-\"), used in statistics "
-             "and logs."},
-    {.name = "host",
-     .type = CONFIG_T_HOSTS,
-     .off = CONFIG_R(hosts, char **),
-     .off_n = CONFIG_R(nhosts, size_t),
-     .def = "*",
-     .help = "Host patterns, one or a list: exact (\"api.example.com\"), wildcard "
-             "(\"*.example.com\": one or more labels before the suffix) or \"*\" (any host, "
-             "also none). Case-insensitive; the request's :port is ignored."},
-    {.name = "prefix",
-     .type = CONFIG_T_PATH,
-     .off = CONFIG_R(path, char *),
-     .def = "/",
-     .flags = CONFIG_F_ONE_OF,
-     .path_kind = CONFIG_PATH_PREFIX,
-     .help = "Path prefix, compared byte for byte (\"/api\" also matches \"/apix\"; write "
-             "\"/api/\" for a directory). Only one of prefix, exact, regex."},
-    {.name = "exact",
-     .type = CONFIG_T_PATH,
-     .off = CONFIG_R(path, char *),
-     .flags = CONFIG_F_ONE_OF,
-     .path_kind = CONFIG_PATH_EXACT,
-     .help = "Exact path (the query string is never part of the path)."},
-    {.name = "regex",
-     .type = CONFIG_T_PATH,
-     .off = CONFIG_R(path, char *),
-     .flags = CONFIG_F_ONE_OF,
-     .path_kind = CONFIG_PATH_REGEX,
-     .help = "PCRE2 regular expression searched in the path, JIT-compiled at load; anchor it "
-             "with ^ and $ to match the whole path."},
-    {.name = "methods",
-     .type = CONFIG_T_METHODS,
-     .off = CONFIG_R(methods, uint32_t),
-     .help = "Methods served, one or a list of GET HEAD POST PUT DELETE PATCH OPTIONS TRACE "
-             "PURGE; absent means any method."},
-    {.name = "upstream",
-     .type = CONFIG_T_UPSTREAM_REF,
-     .flags = CONFIG_F_REQUIRED,
-     .help = "Name of the upstream pool serving this route."},
-    {.name = "host_rewrite",
-     .type = CONFIG_T_HOST,
-     .off = CONFIG_R(host_rewrite, char *),
-     .help = "Host header sent upstream; absent keeps the client's."},
-    {0},
-};
-
-static const struct config_key config_top_keys[] = {
-    {.name = "workers",
-     .type = CONFIG_T_WORKERS,
-     .off = CONFIG_C(workers, unsigned),
-     .def = "auto",
-     .min = 1,
-     .max = CONFIG_MAX_WORKERS,
-     .help = "Worker threads, each with its own event loop, listening socket and upstream "
-             "connections; \"auto\" is one per online CPU."},
-    {.name = "listen",
-     .type = CONFIG_T_ADDR_LIST,
-     .off = CONFIG_C(listen, struct config_addr *),
-     .off_n = CONFIG_C(nlisten, size_t),
-     .def = "127.0.0.1:8080",
-     .help = "Traffic listeners: one HOST:PORT or [V6]:PORT, or a list of them."},
-    {.name = "admin",
-     .type = CONFIG_T_SECTION,
-     .sub = config_admin_keys,
-     .help = "The admin listener."},
-    {.name = "limits",
-     .type = CONFIG_T_SECTION,
-     .sub = config_limits_keys,
-     .help = "Limits on what a client may send."},
-    {.name = "timeouts",
-     .type = CONFIG_T_SECTION,
-     .sub = config_timeouts_keys,
-     .help = "Client-side timeouts (durations: 150ms, 2s, 1m, 1h; a bare number is seconds)."},
-    {.name = "log", .type = CONFIG_T_SECTION, .sub = config_log_keys, .help = "Logging."},
-    {.name = "upstreams",
-     .type = CONFIG_T_UPSTREAMS,
-     .sub = config_upstream_keys,
-     .flags = CONFIG_F_REQUIRED,
-     .help = "Origin server pools, by name; routes refer to them."},
-    {.name = "routes",
-     .type = CONFIG_T_ROUTES,
-     .sub = config_route_keys,
-     .flags = CONFIG_F_REQUIRED,
-     .help = "Routes, tried in order: the first whose host, path and methods match wins."},
-    {0},
-};
-
-static const struct {
-    const char *name;
-    enum http_method method;
-} config_methods[] = {
-    {"GET", HTTP_M_GET},         {"HEAD", HTTP_M_HEAD},     {"POST", HTTP_M_POST},
-    {"PUT", HTTP_M_PUT},         {"DELETE", HTTP_M_DELETE}, {"PATCH", HTTP_M_PATCH},
-    {"OPTIONS", HTTP_M_OPTIONS}, {"TRACE", HTTP_M_TRACE},   {"PURGE", HTTP_M_PURGE},
-};
-
-static const char *const config_level_names[] = {
-    [CONFIG_LOG_ERROR] = "error",
-    [CONFIG_LOG_WARN] = "warn",
-    [CONFIG_LOG_INFO] = "info",
-    [CONFIG_LOG_DEBUG] = "debug",
-};
 
 /* ------------------------------------------------------------------------ */
 /* Error collection                                                          */
@@ -539,35 +269,6 @@ config_map_get(struct config_loader *ld, const yaml_node_t *map, const char *key
     return NULL;
 }
 
-/* Writes a byte count the way a user would: "64k", "1m", "300". */
-static const char *
-config_fmt_size(uint64_t v, char *buf, size_t len)
-{
-    if (v != 0 && v % (UINT64_C(1) << 30) == 0)
-        snprintf(buf, len, "%llug", (unsigned long long)(v >> 30));
-    else if (v != 0 && v % (UINT64_C(1) << 20) == 0)
-        snprintf(buf, len, "%llum", (unsigned long long)(v >> 20));
-    else if (v != 0 && v % (UINT64_C(1) << 10) == 0)
-        snprintf(buf, len, "%lluk", (unsigned long long)(v >> 10));
-    else
-        snprintf(buf, len, "%llu", (unsigned long long)v);
-    return buf;
-}
-
-static const char *
-config_fmt_duration(uint64_t ms, char *buf, size_t len)
-{
-    if (ms != 0 && ms % 3600000 == 0)
-        snprintf(buf, len, "%lluh", (unsigned long long)(ms / 3600000));
-    else if (ms != 0 && ms % 60000 == 0)
-        snprintf(buf, len, "%llum", (unsigned long long)(ms / 60000));
-    else if (ms != 0 && ms % 1000 == 0)
-        snprintf(buf, len, "%llus", (unsigned long long)(ms / 1000));
-    else
-        snprintf(buf, len, "%llums", (unsigned long long)ms);
-    return buf;
-}
-
 /*
  * True when s is digits and one of the units (a NULL-terminated list that
  * may include ""): when such a value fails to parse, it is a number too big
@@ -586,8 +287,46 @@ config_numeric_shape(const char *s, const char *const *units)
 }
 
 static const char *const config_no_unit[] = {"", NULL};
-static const char *const config_size_units[] = {"", "k", "K", "m", "M", "g", "G", NULL};
-static const char *const config_duration_units[] = {"", "ms", "s", "m", "h", NULL};
+static const char *const config_size_units[] = {"", "k", "K", "m", "M", "g", "G", "t", "T", NULL};
+static const char *const config_duration_units[] = {"", "ms", "s", "m", "h", "d", "y", NULL};
+
+/* "must be between 1ms and 24h, got 25h", in the row's unit. */
+static void
+config_bounds_error(struct config_loader *ld, const struct config_key *k, const char *text,
+                    int line, const char *path)
+{
+    char lo[32], hi[32];
+
+    config_error(ld, line, path, "must be %sbetween %s and %s, got %s",
+                 (k->flags & CONFIG_F_POW2) ? "a power of two " : "",
+                 config_schema_fmt(k, k->min, lo, sizeof(lo)),
+                 config_schema_fmt(k, k->max, hi, sizeof(hi)), text);
+}
+
+/* A token (RFC 9110 5.6.2): the form of header field and cookie names. */
+static bool
+config_valid_token(const char *s)
+{
+    size_t len = strlen(s);
+
+    return len > 0 && strspn(s, "!#$%&'*+-.^_`|~0123456789"
+                                "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") == len;
+}
+
+/* A query parameter name as it appears in a request target: visible
+ * ASCII, none of the bytes that end a name ('=', '&', '#'). */
+static bool
+config_valid_query_name(const char *s)
+{
+    if (*s == '\0')
+        return false;
+    for (; *s != '\0'; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c <= 0x20 || c >= 0x7f || c == '=' || c == '&' || c == '#')
+            return false;
+    }
+    return true;
+}
 
 static bool
 config_valid_name(const char *s)
@@ -689,9 +428,10 @@ static void
 config_set_scalar(struct config_loader *ld, const struct config_key *k, void *base,
                   const char *text, int line, const char *path)
 {
-    char lo[32], hi[32];
+    char what[128];
     uint64_t u;
     unsigned ms;
+    int64_t sec;
     size_t sz;
 
     switch (k->type) {
@@ -708,61 +448,72 @@ config_set_scalar(struct config_loader *ld, const struct config_key *k, void *ba
         /* FALLTHROUGH */
     case CONFIG_T_UINT:
         if (util_parse_uint(text, &u) < 0) {
-            if (!config_numeric_shape(text, config_no_unit)) {
-                config_error(ld, line, path, "expected an integer%s, got \"%s\"",
-                             k->type == CONFIG_T_WORKERS ? " or \"auto\"" : "", text);
-                return;
-            }
+            if (!config_numeric_shape(text, config_no_unit))
+                goto syntax;
             u = UINT64_MAX; /* too many digits: out of bounds below */
         }
-        if (u < k->min || u > k->max) {
-            config_error(ld, line, path, "must be between %llu and %llu, got %s",
-                         (unsigned long long)k->min, (unsigned long long)k->max, text);
-            return;
-        }
+        if (u < k->min || u > k->max || ((k->flags & CONFIG_F_POW2) && (u & (u - 1)) != 0))
+            goto bounds;
         *CONFIG_AT(base, k->off, unsigned) = (unsigned)u;
         return;
     case CONFIG_T_SIZE:
         if (util_parse_size(text, &sz) < 0) {
             if (config_numeric_shape(text, config_size_units))
-                goto size_bounds;
-            config_error(ld, line, path, "expected a size like \"8k\" or \"1m\", got \"%s\"", text);
-            return;
+                goto bounds; /* too big for size_t */
+            goto syntax;
         }
-        if (sz < k->min || sz > k->max) {
-        size_bounds:
-            config_error(ld, line, path, "must be between %s and %s, got %s",
-                         config_fmt_size(k->min, lo, sizeof(lo)),
-                         config_fmt_size(k->max, hi, sizeof(hi)), text);
-            return;
-        }
+        if (sz < k->min || sz > k->max)
+            goto bounds;
         *CONFIG_AT(base, k->off, size_t) = sz;
         return;
     case CONFIG_T_DURATION:
         if (util_parse_duration_ms(text, &ms) < 0) {
             if (config_numeric_shape(text, config_duration_units))
-                goto duration_bounds;
-            config_error(ld, line, path, "expected a duration like \"2s\" or \"150ms\", got \"%s\"",
-                         text);
-            return;
+                goto bounds; /* too long for 32 bits of milliseconds */
+            goto syntax;
         }
-        if (ms < k->min || ms > k->max) {
-        duration_bounds:
-            config_error(ld, line, path, "must be between %s and %s, got %s",
-                         config_fmt_duration(k->min, lo, sizeof(lo)),
-                         config_fmt_duration(k->max, hi, sizeof(hi)), text);
-            return;
-        }
+        if (ms < k->min || ms > k->max)
+            goto bounds;
         *CONFIG_AT(base, k->off, unsigned) = ms;
         return;
-    case CONFIG_T_LOG_LEVEL:
-        for (size_t i = 0; i < sizeof(config_level_names) / sizeof(config_level_names[0]); i++) {
-            if (strcmp(text, config_level_names[i]) == 0) {
-                *CONFIG_AT(base, k->off, enum config_log_level) = (enum config_log_level)i;
-                return;
-            }
+    case CONFIG_T_SECONDS:
+        if ((k->flags & CONFIG_F_OFF) && strcmp(text, "off") == 0) {
+            *CONFIG_AT(base, k->off, int64_t) = -1;
+            return;
         }
-        config_error(ld, line, path, "must be one of error, warn, info, debug, got \"%s\"", text);
+        if (util_parse_duration_s(text, &sec) < 0) {
+            if (config_numeric_shape(text, config_duration_units))
+                goto bounds;
+            goto syntax;
+        }
+        if ((uint64_t)sec < k->min || (uint64_t)sec > k->max)
+            goto bounds;
+        *CONFIG_AT(base, k->off, int64_t) = sec;
+        return;
+    case CONFIG_T_BOOL:
+        /* YAML 1.2's booleans; not 1.1's yes/no/on/off, which read as
+         * strings elsewhere ("off" is a value of other keys). */
+        if (strcmp(text, "true") == 0 || strcmp(text, "True") == 0 || strcmp(text, "TRUE") == 0)
+            *CONFIG_AT(base, k->off, bool) = true;
+        else if (strcmp(text, "false") == 0 || strcmp(text, "False") == 0 ||
+                 strcmp(text, "FALSE") == 0)
+            *CONFIG_AT(base, k->off, bool) = false;
+        else
+            goto syntax;
+        return;
+    case CONFIG_T_LOG_LEVEL:
+    case CONFIG_T_EVICTION:
+        for (unsigned i = 0; k->names[i] != NULL; i++) {
+            if (strcmp(text, k->names[i]) != 0)
+                continue;
+            if (k->type == CONFIG_T_LOG_LEVEL)
+                *CONFIG_AT(base, k->off, enum config_log_level) = (enum config_log_level)i;
+            else
+                *CONFIG_AT(base, k->off, enum config_eviction) = (enum config_eviction)i;
+            return;
+        }
+        config_error(ld, line, path, "must be one of %s, got \"%s\"",
+                     config_schema_join(k->names, ", ", ", ", what, sizeof(what)), text);
         return;
     case CONFIG_T_NAME:
         if (!config_valid_name(text)) {
@@ -810,10 +561,10 @@ config_set_scalar(struct config_loader *ld, const struct config_key *k, void *ba
             pcre2_code *re =
                 pcre2_compile((PCRE2_SPTR)text, PCRE2_ZERO_TERMINATED, 0, &code, &at, NULL);
             if (re == NULL) {
-                PCRE2_UCHAR what[256];
-                pcre2_get_error_message(code, what, sizeof(what));
+                PCRE2_UCHAR reason[256];
+                pcre2_get_error_message(code, reason, sizeof(reason));
                 config_error(ld, line, path, "regex does not compile at offset %zu: %s", (size_t)at,
-                             (const char *)what);
+                             (const char *)reason);
                 return;
             }
             /* A JIT failure (no JIT on this CPU, out of executable memory)
@@ -833,9 +584,17 @@ config_set_scalar(struct config_loader *ld, const struct config_key *k, void *ba
     default:
         UTIL_ASSERT(!"not a scalar type");
     }
+    return;
+
+syntax:
+    config_error(ld, line, path, "expected %s, got \"%s\"",
+                 config_schema_expected(k, what, sizeof(what)), text);
+    return;
+bounds:
+    config_bounds_error(ld, k, text, line, path);
 }
 
-/* Parses one element of a list row into slot i of its array. */
+/* Parses one element of a list row into slot i of its array (or bit set). */
 static void
 config_set_item(struct config_loader *ld, const struct config_key *k, void *base, size_t i,
                 const char *text, int line, const char *path)
@@ -858,9 +617,9 @@ config_set_item(struct config_loader *ld, const struct config_key *k, void *base
         (*CONFIG_AT(base, k->off, char **))[i] = config_host_pattern(ld, text, line, path);
         return;
     case CONFIG_T_METHODS:
-        for (size_t m = 0; m < sizeof(config_methods) / sizeof(config_methods[0]); m++) {
-            if (strcmp(text, config_methods[m].name) == 0) {
-                *CONFIG_AT(base, k->off, uint32_t) |= 1u << config_methods[m].method;
+        for (size_t m = 0; config_schema_methods[m].name != NULL; m++) {
+            if (strcmp(text, config_schema_methods[m].name) == 0) {
+                *CONFIG_AT(base, k->off, uint32_t) |= 1u << config_schema_methods[m].method;
                 return;
             }
         }
@@ -869,87 +628,157 @@ config_set_item(struct config_loader *ld, const struct config_key *k, void *base
                      "TRACE PURGE)",
                      text);
         return;
+    case CONFIG_T_STATUSES: {
+        uint64_t *bits = CONFIG_AT(base, k->off, uint64_t);
+        uint64_t u;
+        if (util_parse_uint(text, &u) < 0) {
+            if (!config_numeric_shape(text, config_no_unit)) {
+                config_error(ld, line, path, "expected a status code, got \"%s\"", text);
+                return;
+            }
+            u = UINT64_MAX;
+        }
+        if (u < k->min || u > k->max) {
+            config_bounds_error(ld, k, text, line, path);
+            return;
+        }
+        UTIL_ASSERT(u < 64 * CONFIG_STATUS_WORDS);
+        bits[u / 64] |= UINT64_C(1) << (u % 64);
+        return;
+    }
+    case CONFIG_T_HEADER_NAMES:
+    case CONFIG_T_COOKIE_NAMES:
+    case CONFIG_T_QUERY_NAMES: {
+        char **v = *CONFIG_AT(base, k->off, char **);
+        const char *what = k->type == CONFIG_T_HEADER_NAMES   ? "header"
+                           : k->type == CONFIG_T_COOKIE_NAMES ? "cookie"
+                                                              : "query parameter";
+        if (k->type == CONFIG_T_QUERY_NAMES && !config_valid_query_name(text)) {
+            config_error(ld, line, path,
+                         "invalid query parameter name \"%s\" (expected visible characters "
+                         "other than \"=\", \"&\" and \"#\")",
+                         text);
+            return;
+        }
+        if (k->type != CONFIG_T_QUERY_NAMES && !config_valid_token(text)) {
+            config_error(ld, line, path,
+                         "invalid %s name \"%s\" (expected a token: letters, digits and "
+                         "!#$%%&'*+-.^_`|~)",
+                         what, text);
+            return;
+        }
+        for (size_t j = 0; j < i; j++) {
+            /* Header names are case-insensitive, the others are not. */
+            if (v[j] != NULL && (k->type == CONFIG_T_HEADER_NAMES ? strcasecmp(v[j], text)
+                                                                  : strcmp(v[j], text)) == 0) {
+                config_error(ld, line, path, "duplicate %s name \"%s\"", what, text);
+                return;
+            }
+        }
+        v[i] = util_xstrdup(text);
+        return;
+    }
     default:
         UTIL_ASSERT(!"not a list type");
     }
 }
 
+/* Empties a list row, then makes room for n items. */
 static void
-config_list_free(const struct config_key *k, void *base)
+config_list_reset(const struct config_key *k, void *base, size_t n)
 {
     switch (k->type) {
     case CONFIG_T_ADDR_LIST: {
         struct config_addr **a = CONFIG_AT(base, k->off, struct config_addr *);
-        size_t *n = CONFIG_AT(base, k->off_n, size_t);
-        for (size_t i = 0; i < *n; i++)
+        size_t *na = CONFIG_AT(base, k->off_n, size_t);
+        for (size_t i = 0; i < *na; i++)
             config_addr_clear(&(*a)[i]);
         free(*a);
-        *a = NULL;
-        *n = 0;
+        *a = n > 0 ? util_xcalloc(n, sizeof(**a)) : NULL;
+        *na = n;
         return;
     }
-    case CONFIG_T_HOSTS: {
-        char ***h = CONFIG_AT(base, k->off, char **);
-        size_t *n = CONFIG_AT(base, k->off_n, size_t);
-        for (size_t i = 0; i < *n; i++)
-            free((*h)[i]);
-        free(*h);
-        *h = NULL;
-        *n = 0;
+    case CONFIG_T_HOSTS:
+    case CONFIG_T_HEADER_NAMES:
+    case CONFIG_T_COOKIE_NAMES:
+    case CONFIG_T_QUERY_NAMES: {
+        char ***v = CONFIG_AT(base, k->off, char **);
+        size_t *nv = CONFIG_AT(base, k->off_n, size_t);
+        for (size_t i = 0; i < *nv; i++)
+            free((*v)[i]);
+        free(*v);
+        *v = n > 0 ? util_xcalloc(n, sizeof(**v)) : NULL;
+        *nv = n;
         return;
     }
     case CONFIG_T_METHODS:
         *CONFIG_AT(base, k->off, uint32_t) = 0;
         return;
+    case CONFIG_T_STATUSES:
+        memset(CONFIG_AT(base, k->off, uint64_t), 0, CONFIG_STATUS_WORDS * sizeof(uint64_t));
+        return;
     default:
         UTIL_ASSERT(!"not a list type");
     }
 }
 
-/* A list row from a node (one scalar, or a sequence of scalars) or, when
- * node is NULL, from the default text. */
+/*
+ * A list row's default: one plain item ("*"), or a flow list of plain
+ * items split on commas ("[a, b]", "[]"), which is all the tables use.
+ */
 static void
-config_set_list(struct config_loader *ld, const struct config_key *k, void *base, yaml_node_t *node,
-                const char *def, const char *path)
+config_set_default_list(struct config_loader *ld, const struct config_key *k, void *base,
+                        const char *path)
 {
     char ipath[CONFIG_PATH_MAX];
-    const char *what = k->type == CONFIG_T_ADDR_LIST ? "HOST:PORT or a list of them"
-                       : k->type == CONFIG_T_HOSTS   ? "a host pattern or a list of them"
-                                                     : "a method or a list of them";
-    size_t n;
+    size_t len = strlen(k->def), n = 0, i = 0;
+    char *items, *p, *save = NULL;
 
-    config_list_free(k, base);
-    if (node != NULL && node->type == YAML_SEQUENCE_NODE) {
-        n = (size_t)(node->data.sequence.items.top - node->data.sequence.items.start);
-        if (n == 0) {
-            config_error(ld, config_line(node), path, "must not be an empty list");
-            return;
-        }
-    } else {
-        n = 1;
-    }
-    if (k->type == CONFIG_T_ADDR_LIST) {
-        *CONFIG_AT(base, k->off, struct config_addr *) =
-            util_xcalloc(n, sizeof(struct config_addr));
-        *CONFIG_AT(base, k->off_n, size_t) = n;
-    } else if (k->type == CONFIG_T_HOSTS) {
-        *CONFIG_AT(base, k->off, char **) = util_xcalloc(n, sizeof(char *));
-        *CONFIG_AT(base, k->off_n, size_t) = n;
-    }
-
-    if (node == NULL) {
-        config_set_item(ld, k, base, 0, def, 0, path);
+    if (k->def[0] != '[') {
+        config_list_reset(k, base, 1);
+        config_set_item(ld, k, base, 0, k->def, 0, path);
         return;
     }
+    UTIL_ASSERT(len >= 2 && k->def[len - 1] == ']');
+    items = util_xstrndup(k->def + 1, len - 2);
+    if (items[strspn(items, " ")] != '\0') {
+        n = 1;
+        for (p = items; (p = strchr(p, ',')) != NULL; p++)
+            n++;
+    }
+    config_list_reset(k, base, n);
+    for (p = strtok_r(items, ",", &save); p != NULL; p = strtok_r(NULL, ",", &save), i++) {
+        p += strspn(p, " ");
+        p[strcspn(p, " ")] = '\0';
+        config_path_index(ipath, sizeof(ipath), path, i);
+        config_set_item(ld, k, base, i, p, 0, ipath);
+    }
+    UTIL_ASSERT(i == n);
+    free(items);
+}
+
+/* A list row from a node: one scalar, or a sequence of scalars. */
+static void
+config_set_list(struct config_loader *ld, const struct config_key *k, void *base, yaml_node_t *node,
+                const char *path)
+{
+    char ipath[CONFIG_PATH_MAX], what[128];
+    const char *text;
+    size_t n;
+
     if (node->type != YAML_SEQUENCE_NODE) {
-        const char *text = config_scalar(ld, node, path, what);
+        text = config_scalar(ld, node, path, config_schema_expected(k, what, sizeof(what)));
+        config_list_reset(k, base, text != NULL ? 1 : 0);
         if (text != NULL)
             config_set_item(ld, k, base, 0, text, config_line(node), path);
         return;
     }
+    n = (size_t)(node->data.sequence.items.top - node->data.sequence.items.start);
+    config_list_reset(k, base, n);
+    if (n == 0 && !(k->flags & CONFIG_F_EMPTY))
+        config_error(ld, config_line(node), path, "must not be an empty list");
     for (size_t i = 0; i < n; i++) {
         yaml_node_t *item = config_node(ld, node->data.sequence.items.start[i]);
-        const char *text;
         config_path_index(ipath, sizeof(ipath), path, i);
         text = config_scalar(ld, item, ipath, "a string");
         if (text != NULL)
@@ -1041,7 +870,7 @@ config_set(struct config_loader *ld, const struct config_key *k, void *base, yam
            int line, const char *path)
 {
     const char *text;
-    char what[64];
+    char what[128];
 
     switch (k->type) {
     case CONFIG_T_SECTION:
@@ -1056,7 +885,14 @@ config_set(struct config_loader *ld, const struct config_key *k, void *base, yam
     case CONFIG_T_ADDR_LIST:
     case CONFIG_T_HOSTS:
     case CONFIG_T_METHODS:
-        config_set_list(ld, k, base, node, k->def, path);
+    case CONFIG_T_STATUSES:
+    case CONFIG_T_HEADER_NAMES:
+    case CONFIG_T_COOKIE_NAMES:
+    case CONFIG_T_QUERY_NAMES:
+        if (node == NULL)
+            config_set_default_list(ld, k, base, path);
+        else
+            config_set_list(ld, k, base, node, path);
         return;
     default:
         break;
@@ -1065,42 +901,7 @@ config_set(struct config_loader *ld, const struct config_key *k, void *base, yam
         config_set_scalar(ld, k, base, k->def, 0, path);
         return;
     }
-    switch (k->type) {
-    case CONFIG_T_WORKERS:
-        snprintf(what, sizeof(what), "an integer or \"auto\"");
-        break;
-    case CONFIG_T_UINT:
-        snprintf(what, sizeof(what), "an integer");
-        break;
-    case CONFIG_T_SIZE:
-        snprintf(what, sizeof(what), "a size like \"8k\" or \"1m\"");
-        break;
-    case CONFIG_T_DURATION:
-        snprintf(what, sizeof(what), "a duration like \"2s\" or \"150ms\"");
-        break;
-    case CONFIG_T_ADDR:
-        snprintf(what, sizeof(what), "HOST:PORT");
-        break;
-    case CONFIG_T_LOG_LEVEL:
-        snprintf(what, sizeof(what), "error, warn, info or debug");
-        break;
-    case CONFIG_T_NAME:
-        snprintf(what, sizeof(what), "a name");
-        break;
-    case CONFIG_T_HOST:
-        snprintf(what, sizeof(what), "a host name");
-        break;
-    case CONFIG_T_PATH:
-        snprintf(what, sizeof(what), k->path_kind == CONFIG_PATH_REGEX ? "a regex" : "a path");
-        break;
-    case CONFIG_T_UPSTREAM_REF:
-        snprintf(what, sizeof(what), "an upstream name");
-        break;
-    default:
-        snprintf(what, sizeof(what), "a string");
-        break;
-    }
-    text = config_scalar(ld, node, path, what);
+    text = config_scalar(ld, node, path, config_schema_expected(k, what, sizeof(what)));
     if (text != NULL)
         config_set_scalar(ld, k, base, text, config_line(node), path);
 }
@@ -1201,6 +1002,61 @@ config_walk_map(struct config_loader *ld, const struct config_key *keys, void *b
 /* ------------------------------------------------------------------------ */
 /* Checks spanning the file, after the walk                                  */
 
+/* Item i of a list row given as node (a sequence, or one scalar as item
+ * 0), and its key path in buf. */
+static yaml_node_t *
+config_list_item(struct config_loader *ld, yaml_node_t *node, size_t i, const char *path, char *buf,
+                 size_t len)
+{
+    if (node->type != YAML_SEQUENCE_NODE) {
+        snprintf(buf, len, "%s", path);
+        return node;
+    }
+    config_path_index(buf, len, path, i);
+    return config_node(ld, node->data.sequence.items.start[i]);
+}
+
+/*
+ * A header in a route's cache key is passed upstream: stripping it would
+ * key responses on a value the origin never saw. Listing it in both is
+ * reported on the strip_headers item, or, when strip_headers is left at
+ * its default (which then holds the header), on the key.headers item.
+ */
+static void
+config_check_cache_headers(struct config_loader *ld, size_t ri)
+{
+    const struct config_route_cache *c = &ld->cfg->routes[ri].cache;
+    yaml_node_t *cache = config_map_get(ld, ld->route_nodes[ri], "cache");
+    yaml_node_t *strip = config_map_get(ld, cache, "strip_headers");
+    yaml_node_t *headers = config_map_get(ld, config_map_get(ld, cache, "key"), "headers");
+    char path[CONFIG_PATH_MAX], ipath[CONFIG_PATH_MAX + 24];
+
+    for (size_t i = 0; i < c->key.nheaders && headers != NULL; i++) {
+        for (size_t j = 0; j < c->nstrip_headers; j++) {
+            const char *h = c->key.headers[i];
+            if (h == NULL || c->strip_headers[j] == NULL || strcasecmp(h, c->strip_headers[j]) != 0)
+                continue;
+            if (strip != NULL) {
+                snprintf(path, sizeof(path), "routes[%zu].cache.strip_headers", ri);
+                config_error(
+                    ld, config_line(config_list_item(ld, strip, j, path, ipath, sizeof(ipath))),
+                    ipath,
+                    "\"%s\" is also in key.headers (a header in the cache key is "
+                    "passed upstream)",
+                    c->strip_headers[j]);
+            } else {
+                snprintf(path, sizeof(path), "routes[%zu].cache.key.headers", ri);
+                config_error(
+                    ld, config_line(config_list_item(ld, headers, i, path, ipath, sizeof(ipath))),
+                    ipath,
+                    "\"%s\" is in the default strip_headers; list strip_headers "
+                    "without it",
+                    h);
+            }
+        }
+    }
+}
+
 static void
 config_check_refs(struct config_loader *ld, yaml_node_t *root)
 {
@@ -1234,6 +1090,7 @@ config_check_refs(struct config_loader *ld, yaml_node_t *root)
                 config_error(ld, config_line(up), path, "names an unknown upstream \"%s\"", want);
             }
         }
+        config_check_cache_headers(ld, i);
     }
 
     admin = config_map_get(ld, config_map_get(ld, root, "admin"), "listen");
@@ -1249,6 +1106,15 @@ config_check_refs(struct config_loader *ld, yaml_node_t *root)
 
 /* ------------------------------------------------------------------------ */
 /* Life cycle                                                                */
+
+/* Frees an array of n strings (some may be NULL after an error). */
+static void
+config_strings_free(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
 
 static void
 config_free(struct config *cfg)
@@ -1273,12 +1139,14 @@ config_free(struct config *cfg)
     for (size_t i = 0; i < cfg->nroutes; i++) {
         struct config_route *r = &cfg->routes[i];
         free(r->name);
-        for (size_t j = 0; j < r->nhosts; j++)
-            free(r->hosts[j]);
-        free(r->hosts);
+        config_strings_free(r->hosts, r->nhosts);
         free(r->path);
         pcre2_code_free(r->path_re);
         free(r->host_rewrite);
+        config_strings_free(r->cache.key.drop_query, r->cache.key.ndrop_query);
+        config_strings_free(r->cache.key.headers, r->cache.key.nheaders);
+        config_strings_free(r->cache.key.cookies, r->cache.key.ncookies);
+        config_strings_free(r->cache.strip_headers, r->cache.nstrip_headers);
     }
     free(cfg->routes);
     free(cfg);
@@ -1362,7 +1230,7 @@ config_load(const char *path, char **err)
                      config_describe(root, buf, sizeof(buf)));
         goto fail;
     }
-    config_walk_map(&ld, config_top_keys, ld.cfg, root, 1, "");
+    config_walk_map(&ld, config_schema_top, ld.cfg, root, 1, "");
     config_check_refs(&ld, root);
     if (ld.nerrs != 0)
         goto fail;
@@ -1460,14 +1328,16 @@ config_quick(const char *upstream_url, const char *listen, const char *admin, ch
     /* Every default, from the same tables as a file. The walks also report
      * the required keys (upstreams, routes, servers, name, upstream) as
      * missing: those are set below, so the reports are dropped. */
-    config_walk_map(&ld, config_top_keys, cfg, NULL, 0, "");
-    config_walk_map(&ld, config_upstream_keys, up, NULL, 0, "upstream");
-    config_walk_map(&ld, config_route_keys, r, NULL, 0, "route");
+    config_walk_map(&ld, config_schema_top, cfg, NULL, 0, "");
+    config_walk_map(&ld, config_schema_upstream, up, NULL, 0, "upstream");
+    config_walk_map(&ld, config_schema_route, r, NULL, 0, "route");
     config_errors_take(&ld, NULL);
 
     up->name = util_xstrdup("upstream");
     r->name = util_xstrdup("default");
     r->upstream = up;
+    /* Quick mode is for trying the cache: its one route caches. */
+    r->cache.enabled = true;
     UTIL_ASSERT(cfg->nlisten == 1); /* the default listener, replaced if given */
     if (listen != NULL)
         config_addr_parse(&ld, &cfg->listen[0], listen, 0, "listen");
@@ -1526,117 +1396,7 @@ config_unref(struct config **cfgp)
 const char *
 config_log_level_name(enum config_log_level lvl)
 {
-    if ((unsigned)lvl >= sizeof(config_level_names) / sizeof(config_level_names[0]))
+    if ((unsigned)lvl > CONFIG_LOG_DEBUG)
         return "?";
-    return config_level_names[lvl];
-}
-
-/* ------------------------------------------------------------------------ */
-/* Reference                                                                 */
-
-static const char *
-config_type_desc(const struct config_key *k, char *buf, size_t len)
-{
-    char lo[32], hi[32];
-
-    switch (k->type) {
-    case CONFIG_T_SECTION:
-        return "mapping";
-    case CONFIG_T_WORKERS:
-        snprintf(buf, len, "\"auto\" or integer %llu..%llu", (unsigned long long)k->min,
-                 (unsigned long long)k->max);
-        return buf;
-    case CONFIG_T_UINT:
-        snprintf(buf, len, "integer %llu..%llu", (unsigned long long)k->min,
-                 (unsigned long long)k->max);
-        return buf;
-    case CONFIG_T_SIZE:
-        snprintf(buf, len, "size %s..%s", config_fmt_size(k->min, lo, sizeof(lo)),
-                 config_fmt_size(k->max, hi, sizeof(hi)));
-        return buf;
-    case CONFIG_T_DURATION:
-        snprintf(buf, len, "duration %s..%s", config_fmt_duration(k->min, lo, sizeof(lo)),
-                 config_fmt_duration(k->max, hi, sizeof(hi)));
-        return buf;
-    case CONFIG_T_LOG_LEVEL:
-        return "error | warn | info | debug";
-    case CONFIG_T_STRING:
-        return "string";
-    case CONFIG_T_NAME:
-        return "name";
-    case CONFIG_T_HOST:
-        return "host[:port]";
-    case CONFIG_T_ADDR:
-        return (k->flags & CONFIG_F_OFF) ? "HOST:PORT or \"off\"" : "HOST:PORT";
-    case CONFIG_T_ADDR_LIST:
-        return "HOST:PORT, or a list";
-    case CONFIG_T_HOSTS:
-        return "host pattern, or a list";
-    case CONFIG_T_METHODS:
-        return "method, or a list";
-    case CONFIG_T_PATH:
-        return k->path_kind == CONFIG_PATH_REGEX ? "PCRE2 regex" : "path";
-    case CONFIG_T_UPSTREAM_REF:
-        return "upstream name";
-    case CONFIG_T_UPSTREAMS:
-        return "mapping: name -> upstream";
-    case CONFIG_T_ROUTES:
-        return "list of routes";
-    }
-    return "?";
-}
-
-/* Writes text indented by four spaces, wrapped at 78 columns. */
-static void
-config_print_help(FILE *out, const char *text)
-{
-    size_t col = 0;
-
-    while (*text != '\0') {
-        size_t word = strcspn(text, " ");
-        if (col > 0 && col + 1 + word > 74) {
-            fputc('\n', out);
-            col = 0;
-        }
-        fprintf(out, "%s%.*s", col == 0 ? "    " : " ", (int)word, text);
-        col += (col == 0 ? 0 : 1) + word;
-        text += word;
-        text += strspn(text, " ");
-    }
-    fputs("\n\n", out);
-}
-
-static void
-config_print_keys(FILE *out, const struct config_key *keys, const char *path)
-{
-    char kpath[CONFIG_PATH_MAX], sub[CONFIG_PATH_MAX + 8], type[128];
-
-    for (const struct config_key *k = keys; k->name != NULL; k++) {
-        config_path_key(kpath, sizeof(kpath), path, k->name);
-        fprintf(out, "%s: %s", kpath, config_type_desc(k, type, sizeof(type)));
-        if (k->type == CONFIG_T_SECTION)
-            fputc('\n', out);
-        else if (k->def != NULL)
-            fprintf(out, "; default %s\n", k->def);
-        else
-            fprintf(out, "; %s\n", (k->flags & CONFIG_F_REQUIRED) ? "required" : "optional");
-        config_print_help(out, k->help);
-        if (k->type == CONFIG_T_SECTION) {
-            config_print_keys(out, k->sub, kpath);
-        } else if (k->type == CONFIG_T_UPSTREAMS) {
-            config_path_key(sub, sizeof(sub), kpath, "NAME");
-            config_print_keys(out, k->sub, sub);
-        } else if (k->type == CONFIG_T_ROUTES) {
-            snprintf(sub, sizeof(sub), "%s[]", kpath);
-            config_print_keys(out, k->sub, sub);
-        }
-    }
-}
-
-void
-config_print_reference(FILE *out)
-{
-    fprintf(out, "tailcache.yaml keys (durations: 150ms, 2s, 1m, 1h, a bare number is "
-                 "seconds;\nsizes: 512, 8k, 1m, 1g, binary multiples)\n\n");
-    config_print_keys(out, config_top_keys, "");
+    return config_schema_log_levels[lvl];
 }

@@ -2,8 +2,9 @@
  * config: the running configuration, loaded from YAML (libyaml) or built
  * from the command line in quick mode.
  *
- * Keys are described by tables (key, type, default, bounds, help); the file
- * is parsed, then validated in one pass, and every error is reported as
+ * Keys are described by tables (key, type, default, bounds, help), kept in
+ * config_schema.c and interpreted by config.c; the file is parsed, then
+ * validated in one pass, and every error is reported as
  * "file:line: key: what is wrong", all of them, before giving up.
  *
  * A struct config is immutable once loaded and refcounted: the main thread
@@ -57,6 +58,45 @@ enum config_path_kind {
     CONFIG_PATH_REGEX,
 };
 
+/* How a caching route builds its cache keys (cache_key.h). */
+struct config_cache_key {
+    bool sort_query;
+    bool ignore_query;
+    char **drop_query; /* query parameter names removed from the key, exact */
+    size_t ndrop_query;
+    char **headers; /* request header names added to the key: tokens, as written */
+    size_t nheaders;
+    char **cookies; /* cookie names added to the key: tokens, case-sensitive */
+    size_t ncookies;
+};
+
+/*
+ * A route's cache settings (routes[].cache). Durations in whole seconds
+ * (milliseconds in the file are rounded down), 0..1 year. Header names are
+ * kept as written: compare them case-insensitively. No name is both in
+ * key.headers and strip_headers (the loader rejects it).
+ */
+struct config_route_cache {
+    bool enabled;
+    int64_t ttl;       /* used when the origin gives no freshness; -1: none */
+    int64_t force_ttl; /* overrides the origin's freshness; -1: off */
+    int64_t stale_while_revalidate;
+    int64_t stale_if_error;
+    int64_t heuristic_max; /* cap on heuristic freshness (10% of Last-Modified age) */
+    uint64_t statuses[16]; /* bitmap of cacheable statuses, bit s for status s < 1024 */
+    bool set_cookie;       /* store responses carrying Set-Cookie (default: never) */
+    bool honour_client_no_cache;
+    bool server_timing; /* add Server-Timing to responses */
+    struct config_cache_key key;
+    char **strip_headers; /* request headers never passed upstream (poisoning); tokens */
+    size_t nstrip_headers;
+};
+
+enum config_eviction {
+    CONFIG_EVICT_S3FIFO,
+    CONFIG_EVICT_LRU,
+};
+
 struct config_route {
     char *name;
     int line;
@@ -68,6 +108,7 @@ struct config_route {
     uint32_t methods; /* bit (1u << enum http_method); 0 = any method */
     struct config_upstream *upstream;
     char *host_rewrite; /* Host sent upstream; NULL keeps the client's */
+    struct config_route_cache cache;
 };
 
 struct config {
@@ -86,6 +127,14 @@ struct config {
     unsigned client_keepalive_timeout_ms;
     unsigned client_idle_timeout_ms; /* between reads of a body or writes */
     unsigned drain_timeout_ms;       /* SIGTERM: longest wait for in-flight requests */
+
+    /* cache: */
+    size_t cache_memory_size;  /* L1 byte budget */
+    unsigned cache_shards;     /* power of two */
+    enum config_eviction cache_eviction;
+    size_t cache_max_object;   /* larger responses are not stored */
+    unsigned coalesce_timeout_ms; /* longest a request waits on another's fetch */
+    unsigned hit_for_miss_ms;  /* how long "not storable" sends requests straight on */
 
     enum config_log_level log_level;
     char *error_log;  /* path, or "stderr" */
@@ -111,7 +160,8 @@ struct config *config_load(const char *path, char **err);
  * "default" for every host and path, listening on listen (NULL for
  * 127.0.0.1:8080), admin listener on admin (NULL or "off": disabled); every
  * other key at its default, except that the route's host_rewrite is the
- * URL's HOST[:PORT] as written, so a name-based origin sees its own name.
+ * URL's HOST[:PORT] as written, so a name-based origin sees its own name,
+ * and the route caches (cache.enabled).
  * Returns a new config or NULL with *err set as for config_load(), its
  * lines without a file and line: "upstream: ...", "listen: ...", "admin: ...".
  */
@@ -127,7 +177,8 @@ void config_unref(struct config **cfgp);
 /* "error", "warn", "info", "debug". */
 const char *config_log_level_name(enum config_log_level lvl);
 
-/* Writes every key with its type, default and help text (tailcache --help-config). */
+/* Writes every key with its type, default and help text (tailcache --help-config).
+ * Defined in config_schema.c, with the tables it prints. */
 void config_print_reference(FILE *out);
 
 #endif

@@ -39,6 +39,7 @@
 
 #include "body.h"
 #include "config.h"
+#include "conn_int.h"
 #include "http_parser.h"
 #include "http_write.h"
 #include "log.h"
@@ -48,79 +49,10 @@
 #include "util.h"
 #include "worker.h"
 
-#define CONN_OUT_HIGH (256 * 1024) /* stop filling an output above this */
-#define CONN_OUT_LOW (64 * 1024)   /* resume filling below this */
-#define CONN_IN_HIGH (256 * 1024)  /* libevent stops reading above this */
-#define CONN_RESP_HEAD_MAX (64 * 1024) /* least header bytes accepted from upstreams */
-#define CONN_IO_MAX (128 * 1024)   /* one read()/write() at most; libevent's default is 16 KiB */
-
-/* X(name): the connection's states. */
-#define CONN_STATES(X)                                                                            \
-    X(IDLE)    /* between requests: waiting for the first byte of a head */                      \
-    X(HEAD)    /* part of a request head received */                                             \
-    X(PROXY)   /* a request is in flight */                                                       \
-    X(CLOSING) /* the last response is being flushed, then close */                              \
-    X(DEAD)    /* closed, waiting to be freed */
-
-enum conn_state {
-#define CONN_STATE_ENUM(name) CONN_S_##name,
-    CONN_STATES(CONN_STATE_ENUM)
-#undef CONN_STATE_ENUM
-};
-
 static const char *const conn_state_names[] = {
 #define CONN_STATE_NAME(name) #name,
     CONN_STATES(CONN_STATE_NAME)
 #undef CONN_STATE_NAME
-};
-
-/* One request/response exchange; zeroed between requests. */
-struct conn_exchange {
-    struct worker_gen *gen; /* reference held while the request is in flight */
-    const struct config_route *route;
-    struct upstream_pool *pool;
-    struct upstream_conn *up;
-    int server;
-    unsigned attempts; /* upstream attempts made, for retries */
-
-    /* Request body, client -> upstream. */
-    struct body_relay req_body;
-    bool req_done; /* the whole request body is in the upstream output */
-
-    /* Response, upstream -> client. */
-    struct http_response *resp; /* parsed head; points into the upstream input */
-    int status;
-    bool resp_started; /* head written to the client */
-    bool resp_done;
-    bool up_keep_alive;
-    struct body_relay resp_body;
-    bool got_byte; /* any response byte from the upstream */
-    bool up_eof;   /* an until-close body ended; the rest is buffered */
-
-    uint64_t t_start;    /* µs, request head complete */
-    uint64_t t_up_start; /* µs, upstream request started; 0 if none */
-    uint64_t t_up_end;   /* µs, upstream response complete */
-    uint64_t body_bytes; /* response body bytes sent to the client */
-};
-
-struct conn {
-    uint64_t id;
-    struct worker *w;
-    struct bufferevent *bev;
-    enum conn_state state;
-    TAILQ_ENTRY(conn) link;
-    char peer_ip[INET6_ADDRSTRLEN];
-    char peer[INET6_ADDRSTRLEN + 8];
-
-    char *head; /* copy of the current request head */
-    size_t head_cap;
-    struct http_request req;
-    struct http_response resp;
-
-    struct conn_exchange x;
-    uint64_t head_start; /* µs, first byte of the current head */
-    bool close_after; /* close once the current response is out */
-    bool in_process;  /* conn_process() is on the stack */
 };
 
 static void conn_on_read(struct bufferevent *bev, void *arg);
@@ -131,7 +63,6 @@ static void conn_up_on_write(struct bufferevent *bev, void *arg);
 static void conn_up_on_event(struct bufferevent *bev, short what, void *arg);
 static void conn_process(struct conn *c);
 static void conn_upstream_begin(struct conn *c);
-static void conn_finish(struct conn *c);
 
 static struct timeval
 conn_tv(unsigned ms)
@@ -140,7 +71,7 @@ conn_tv(unsigned ms)
     return tv;
 }
 
-static const struct config *
+const struct config *
 conn_cfg(const struct conn *c)
 {
     return c->x.gen != NULL ? c->x.gen->cfg : c->w->gen->cfg;
@@ -181,6 +112,7 @@ conn_set_client_timeouts(struct conn *c, unsigned read_ms)
 static void
 conn_exchange_reset(struct conn *c)
 {
+    conn_cache_end(c);
     upstream_release(&c->x.up, false);
     worker_gen_unref(&c->x.gen);
     memset(&c->x, 0, sizeof(c->x));
@@ -205,6 +137,7 @@ conn_close(struct conn *c)
 static void
 conn_free(struct conn *c)
 {
+    conn_cache_free(c);
     bufferevent_free(c->bev);
     free(c->head);
     free(c);
@@ -338,10 +271,11 @@ conn_log_access(struct conn *c, uint64_t now)
         snprintf(up_ms, sizeof(up_ms), "-");
     }
     n += (size_t)snprintf(line + n, sizeof(line) - n,
-                          " HTTP/1.%d\" %d %" PRIu64 " route=%s total_ms=%.3f upstream_ms=%s cache=-",
+                          " HTTP/1.%d\" %d %" PRIu64 " route=%s total_ms=%.3f upstream_ms=%s cache=%s",
                           r->head.version_minor, c->x.status, c->x.body_bytes,
                           c->x.route != NULL ? c->x.route->name : "-",
-                          (double)(now - c->x.t_start) / 1000.0, up_ms);
+                          (double)(now - c->x.t_start) / 1000.0, up_ms,
+                          c->x.outcome != NULL ? c->x.outcome : "-");
     if (n >= sizeof(line))
         n = sizeof(line) - 1;
     log_access(line, n);
@@ -369,7 +303,7 @@ conn_count_status(struct conn *c, int status)
  * The response is complete on the client's side: release the upstream
  * connection, account, log, and go on with the next request (or close).
  */
-static void
+void
 conn_finish(struct conn *c)
 {
     uint64_t now = util_now_us();
@@ -398,7 +332,7 @@ conn_finish(struct conn *c)
 
 /* Cuts the connection mid-response: the client sees an incomplete body,
  * the only honest signal left once a head is out. Logged and counted. */
-static void
+void
 conn_abort(struct conn *c)
 {
     c->w->stats.upstream_aborted++;
@@ -408,7 +342,7 @@ conn_abort(struct conn *c)
 }
 
 /* Answers the current request with an error of our own. */
-static void
+void
 conn_respond_error(struct conn *c, int status)
 {
     struct conn_exchange *x = &c->x;
@@ -594,7 +528,7 @@ conn_upstream_attach(struct conn *c, struct upstream_conn *up)
 }
 
 /* Sends the request to a server of the route's pool (again, on a retry). */
-static void
+void
 conn_upstream_send(struct conn *c)
 {
     struct conn_exchange *x = &c->x;
@@ -646,7 +580,12 @@ conn_upstream_send(struct conn *c)
         .host_len = host_len,
         .framing = c->req.head.framing,
         .content_length = c->req.head.content_length,
+        .drop_conditionals = x->fill != NULL,
     };
+    if (x->route->cache.enabled) {
+        fwd.strip = x->route->cache.strip_headers;
+        fwd.nstrip = x->route->cache.nstrip_headers;
+    }
     http_write_request(bufferevent_get_output(up->bev), &c->req, &fwd);
     c->w->stats.upstream_requests++;
     conn_pump_request(c);
@@ -685,6 +624,8 @@ conn_upstream_begin(struct conn *c)
     x->pool = x->gen->pools[x->route->upstream - x->gen->cfg->upstreams];
     if (!x->req_done)
         conn_set_client_timeouts(c, x->gen->cfg->client_idle_timeout_ms);
+    if (conn_cache_begin(c))
+        return;
     conn_upstream_send(c);
 }
 
@@ -704,6 +645,8 @@ conn_start_response(struct conn *c)
         out = client_10 ? HTTP_FRAMING_UNTIL_CLOSE : HTTP_FRAMING_CHUNKED;
     body_relay_init(&x->resp_body, in, resp->head.content_length, out == HTTP_FRAMING_CHUNKED,
                     conn_cfg(c)->max_body_chunk_line);
+    if (x->caching)
+        conn_cache_on_response_head(c);
     x->up_keep_alive = !resp->head.conn_close && in != HTTP_FRAMING_UNTIL_CLOSE;
     if (out == HTTP_FRAMING_UNTIL_CLOSE)
         c->close_after = true;
@@ -715,7 +658,7 @@ conn_start_response(struct conn *c)
     }
     x->status = resp->status;
     http_write_response(bufferevent_get_output(c->bev), resp, out, resp->head.content_length,
-                        c->close_after, keep_alive_10);
+                        c->close_after, keep_alive_10, conn_cache_response_lines(c));
     x->resp_started = true;
     x->resp_done = x->resp_body.done;
 }
@@ -750,6 +693,8 @@ conn_response_done(struct conn *c)
 {
     struct conn_exchange *x = &c->x;
     x->t_up_end = util_now_us();
+    if (x->caching)
+        conn_cache_on_response_done(c);
     if (!x->req_done) {
         /* The upstream answered before taking the whole body: neither
          * connection can be reused safely. */
@@ -926,6 +871,10 @@ conn_on_write(struct bufferevent *bev, void *arg)
             conn_close(c);
         break;
     case CONN_S_PROXY:
+        if (x->delivering) {
+            conn_cache_on_write(c);
+            break;
+        }
         if (x->up == NULL || !x->resp_started || x->resp_done)
             break;
         if (conn_pump_response(c) < 0)

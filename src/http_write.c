@@ -89,6 +89,19 @@ http_write_is_hop_by_hop(const struct http_head *h, const struct http_header *hd
     return http_head_connection_names(h, hd->name, hd->name_len);
 }
 
+static bool
+http_write_stripped(const struct http_write_fwd *fwd, const struct http_header *hd)
+{
+    for (size_t i = 0; i < fwd->nstrip; i++)
+        if (http_str_ieq(hd->name, hd->name_len, fwd->strip[i]))
+            return true;
+    if (!fwd->drop_conditionals)
+        return false;
+    return http_write_name_is(hd, "if-none-match") || http_write_name_is(hd, "if-modified-since") ||
+           http_write_name_is(hd, "if-match") || http_write_name_is(hd, "if-unmodified-since") ||
+           http_write_name_is(hd, "if-range") || http_write_name_is(hd, "range");
+}
+
 static void
 http_write_header(struct evbuffer *out, const struct http_header *hd)
 {
@@ -135,7 +148,7 @@ http_write_request(struct evbuffer *out, const struct http_request *req,
         const struct http_header *hd = &h->headers[i];
         if (http_write_is_hop_by_hop(h, hd) || http_write_name_is(hd, "host") ||
             http_write_name_is(hd, "content-length") || http_write_name_is(hd, "expect") ||
-            http_write_name_is(hd, "x-forwarded-proto"))
+            http_write_name_is(hd, "x-forwarded-proto") || http_write_stripped(fwd, hd))
             continue;
         if (http_write_name_is(hd, "x-forwarded-for")) {
             /* Several X-Forwarded-For fields form one list; keep them in
@@ -154,6 +167,8 @@ http_write_request(struct evbuffer *out, const struct http_request *req,
     }
     evbuffer_add_printf(out, "%s\r\nX-Forwarded-Proto: http\r\nVia: " VIA_VALUE "\r\n",
                         fwd->client_ip);
+    if (fwd->extra != NULL)
+        evbuffer_add(out, fwd->extra, strlen(fwd->extra));
     http_write_framing(out, fwd->framing, fwd->content_length);
     evbuffer_add(out, "\r\n", 2);
 }
@@ -161,7 +176,7 @@ http_write_request(struct evbuffer *out, const struct http_request *req,
 void
 http_write_response(struct evbuffer *out, const struct http_response *resp,
                     enum http_framing framing, uint64_t content_length, bool close,
-                    bool keep_alive_10)
+                    bool keep_alive_10, const char *extra)
 {
     const struct http_head *h = &resp->head;
     bool has_date = false;
@@ -188,6 +203,8 @@ http_write_response(struct evbuffer *out, const struct http_response *resp,
     if (!has_date)
         evbuffer_add_printf(out, "Date: %s\r\n", http_write_date());
     evbuffer_add(out, "Via: " VIA_VALUE "\r\n", 5 + sizeof(VIA_VALUE) - 1 + 2);
+    if (extra != NULL)
+        evbuffer_add(out, extra, strlen(extra));
     http_write_framing(out, framing, content_length);
     if (close)
         evbuffer_add(out, "Connection: close\r\n", 19);

@@ -30,6 +30,10 @@ struct http_write_fwd {
     size_t host_len;
     enum http_framing framing; /* NONE, LENGTH or CHUNKED */
     uint64_t content_length;
+    char *const *strip; /* request fields never forwarded (cache poisoning) */
+    size_t nstrip;
+    bool drop_conditionals; /* a cache fill: no If-*, no Range from the client */
+    const char *extra;      /* header lines to add ("Name: value\r\n"...), or NULL */
 };
 
 /* Appends the upstream request head for req. */
@@ -42,10 +46,11 @@ void http_write_request(struct evbuffer *out, const struct http_request *req,
  * with NONE the upstream's Content-Length is relayed as is, as for HEAD
  * and 304). close adds Connection: close; keep_alive_10 adds
  * Connection: keep-alive for an HTTP/1.0 client that asked for it.
+ * extra, when not NULL, is appended as header lines (each ending CRLF).
  */
 void http_write_response(struct evbuffer *out, const struct http_response *resp,
                          enum http_framing framing, uint64_t content_length, bool close,
-                         bool keep_alive_10);
+                         bool keep_alive_10, const char *extra);
 
 /* Appends a complete short text/plain error response; HEAD gets no body. */
 void http_write_error(struct evbuffer *out, int status, bool close, bool head_request);

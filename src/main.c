@@ -28,6 +28,7 @@
 #include <event2/thread.h>
 
 #include "admin.h"
+#include "cache.h"
 #include "log.h"
 #include "stats.h"
 #include "worker.h"
@@ -43,6 +44,7 @@ struct main_state {
     struct worker *workers;
     unsigned nworkers;
     struct admin *admin;
+    struct cache *cache;
     unsigned cfg_workers_from_file; /* what the file said last, to warn once per change */
     bool stopping;
 };
@@ -106,7 +108,7 @@ main_start_workers(struct main_state *m)
                 return -1;
             }
         }
-        if (worker_init(&m->workers[i], i, cfg, fds, cfg->nlisten) < 0) {
+        if (worker_init(&m->workers[i], i, cfg, m->cache, fds, cfg->nlisten) < 0) {
             free(fds);
             return -1;
         }
@@ -296,6 +298,11 @@ main(int argc, char **argv)
     m.base = event_base_new();
     if (m.base == NULL)
         fatal("cannot create the main event base");
+    /* The memory cache lives for the process; a reload keeps its contents
+     * (size, shards and eviction take effect at the next restart). */
+    m.cache = cache_new(m.cfg->cache_memory_size, m.cfg->cache_shards,
+                        m.cfg->cache_eviction == CONFIG_EVICT_LRU ? CACHE_EVICT_LRU
+                                                                  : CACHE_EVICT_S3FIFO);
     if (main_start_workers(&m) < 0)
         fatal("start-up failed");
     if (m.cfg->admin.len && (m.admin = admin_start(m.base, &m.cfg->admin)) == NULL)
@@ -331,6 +338,7 @@ main(int argc, char **argv)
     free(m.workers);
     admin_free(&m.admin);
     event_base_free(m.base);
+    cache_free(&m.cache);
     config_unref(&m.cfg);
     log_close();
     libevent_global_shutdown();

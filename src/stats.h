@@ -41,6 +41,17 @@ struct evbuffer;
     X(client_aborted, COUNTER, "Requests abandoned because the client went away")                \
     X(bytes_from_clients, COUNTER, "Request body bytes received from clients")                    \
     X(bytes_to_clients, COUNTER, "Response body bytes sent to clients")                           \
+    X(cache_hits, COUNTER, "Requests answered from the memory cache")                              \
+    X(cache_misses, COUNTER, "Cache misses that fetched from the origin as leader")               \
+    X(cache_coalesced, COUNTER, "Requests that joined another request's fetch")                  \
+    X(cache_coalesce_timeouts, COUNTER, "Joined requests that gave up waiting and fetched alone") \
+    X(cache_pass, COUNTER, "Requests on caching routes that bypassed the cache")                \
+    X(cache_hit_for_miss, COUNTER, "Requests sent on by a hit-for-miss marker")                  \
+    X(cache_stored, COUNTER, "Responses stored in the memory cache")                             \
+    X(cache_not_stored, COUNTER, "Fetched responses that were not storable")                     \
+    X(cache_expired, COUNTER, "Lookups that found only a stale entry")                           \
+    X(cache_miss_evicted, COUNTER, "Misses for keys evicted recently (ghost hits)")              \
+    X(cache_invalidations, COUNTER, "Entries removed by successful unsafe requests")            \
     X(reloads, COUNTER, "Configuration generations this worker has applied")                       \
     X(log_lines_dropped, COUNTER, "Log lines dropped because the log writer could not keep up")
 

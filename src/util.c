@@ -61,15 +61,24 @@ util_parse_uint(const char *s, uint64_t *out)
     return 0;
 }
 
-int
-util_parse_duration_ms(const char *s, unsigned *out_ms)
+/*
+ * The one duration grammar, in milliseconds as a uint64_t: 1y (365 days) is
+ * 3.2e10 ms, past 32 bits, and far from 64. Fails on overflow.
+ */
+static int
+util_parse_duration(const char *s, uint64_t *out_ms)
 {
     static const struct {
         const char *unit;
         uint64_t ms;
     } units[] = {
         {"", 1000}, /* a bare number is seconds */
-        {"ms", 1},  {"s", 1000}, {"m", 60 * 1000}, {"h", 60 * 60 * 1000},
+        {"ms", 1},
+        {"s", 1000},
+        {"m", 60 * 1000},
+        {"h", 60 * 60 * 1000},
+        {"d", 24 * 60 * 60 * 1000},
+        {"y", UINT64_C(365) * 24 * 60 * 60 * 1000},
     };
     uint64_t v;
     const char *end;
@@ -79,12 +88,35 @@ util_parse_duration_ms(const char *s, unsigned *out_ms)
     for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
         if (strcmp(end, units[i].unit) != 0)
             continue;
-        if (v > UINT_MAX / units[i].ms)
+        if (v > UINT64_MAX / units[i].ms)
             return -1;
-        *out_ms = (unsigned)(v * units[i].ms);
+        *out_ms = v * units[i].ms;
         return 0;
     }
     return -1;
+}
+
+int
+util_parse_duration_ms(const char *s, unsigned *out_ms)
+{
+    uint64_t ms;
+
+    if (util_parse_duration(s, &ms) < 0 || ms > UINT_MAX)
+        return -1;
+    *out_ms = (unsigned)ms;
+    return 0;
+}
+
+int
+util_parse_duration_s(const char *s, int64_t *out_s)
+{
+    uint64_t ms;
+
+    if (util_parse_duration(s, &ms) < 0)
+        return -1;
+    /* UINT64_MAX / 1000 is below INT64_MAX: no second check needed. */
+    *out_s = (int64_t)(ms / 1000);
+    return 0;
 }
 
 int
@@ -110,6 +142,10 @@ util_parse_size(const char *s, size_t *out)
     case 'g':
     case 'G':
         mult = UINT64_C(1) << 30;
+        break;
+    case 't':
+    case 'T':
+        mult = UINT64_C(1) << 40;
         break;
     default:
         return -1;

@@ -33,16 +33,23 @@
 _Noreturn void util_assert_fail(const char *expr, const char *file, int line, const char *func);
 
 /*
- * Parses a duration: a decimal integer with a unit "ms", "s", "m" or "h";
- * a bare integer means seconds ("150ms", "2s", "1m", "30"). No sign, no
- * fraction, no spaces. Returns -1 when malformed or over UINT_MAX ms.
+ * Parses a duration: a decimal integer with a unit "ms", "s", "m", "h", "d"
+ * (24h) or "y" (365d); a bare integer means seconds ("150ms", "2s", "1m",
+ * "30", "1d"). No sign, no fraction, no spaces.
+ *
+ * util_parse_duration_ms() gives milliseconds; it returns -1 when s is
+ * malformed or over UINT_MAX ms (about 49 days: "1y" does not fit).
+ * util_parse_duration_s() gives whole seconds, milliseconds rounded down
+ * ("1500ms" is 1, "999ms" is 0), for durations that reach years; it returns
+ * -1 when s is malformed or over UINT64_MAX ms.
  */
 int util_parse_duration_ms(const char *s, unsigned *out_ms);
+int util_parse_duration_s(const char *s, int64_t *out_s);
 
 /*
- * Parses a size: a decimal integer with an optional binary suffix "k", "m"
- * or "g" (upper case accepted; 1k = 1024); a bare integer is bytes. Returns
- * -1 when malformed or when the value does not fit in size_t.
+ * Parses a size: a decimal integer with an optional binary suffix "k", "m",
+ * "g" or "t" (upper case accepted; 1k = 1024); a bare integer is bytes.
+ * Returns -1 when malformed or when the value does not fit in size_t.
  */
 int util_parse_size(const char *s, size_t *out);
 
@@ -68,10 +75,9 @@ int util_parse_addr(const char *text, struct sockaddr_storage *ss, socklen_t *le
  */
 const char *util_addr_to_string(const struct sockaddr *sa, socklen_t len, char *buf, size_t buflen);
 
-/* Milliseconds from CLOCK_MONOTONIC: never goes back, meaningless as a date. */
-/* Monotonic clock in microseconds (CLOCK_MONOTONIC). */
+/* The monotonic clock (CLOCK_MONOTONIC), in microseconds and in
+ * milliseconds: never goes back, meaningless as a date. */
 uint64_t util_now_us(void);
-
 uint64_t util_now_ms(void);
 
 /* Allocation that aborts on failure (start-up code only, see above). */

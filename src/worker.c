@@ -12,6 +12,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#include "cache_policy.h"
 #include "config.h"
 #include "conn.h"
 #include "log.h"
@@ -26,6 +27,22 @@ worker_self(void)
     return worker_current;
 }
 
+/* The route's cache settings in the form cache_policy takes. */
+static void
+worker_policy_from_config(struct cache_policy_route *p, const struct config_route_cache *rc)
+{
+    cache_policy_route_init(p);
+    p->default_ttl = rc->ttl;
+    p->force_ttl = rc->force_ttl;
+    p->stale_while_revalidate = rc->stale_while_revalidate;
+    p->stale_if_error = rc->stale_if_error;
+    p->heuristic_max = rc->heuristic_max;
+    p->allow_set_cookie = rc->set_cookie;
+    p->honour_client_no_cache = rc->honour_client_no_cache;
+    for (int s = 100; s < 600; s++)
+        cache_policy_route_set_status(p, s, (rc->statuses[s / 64] >> (s % 64)) & 1);
+}
+
 static struct worker_gen *
 worker_gen_new(struct worker *w, struct config *cfg)
 {
@@ -38,6 +55,11 @@ worker_gen_new(struct worker *w, struct config *cfg)
         abort();
     for (size_t i = 0; i < cfg->nupstreams; i++)
         g->pools[i] = upstream_pool_new(w->base, &cfg->upstreams[i], &w->stats);
+    g->policies = calloc(cfg->nroutes ? cfg->nroutes : 1, sizeof(*g->policies));
+    if (g->policies == NULL)
+        abort();
+    for (size_t i = 0; i < cfg->nroutes; i++)
+        worker_policy_from_config(&g->policies[i], &cfg->routes[i].cache);
     g->refs = 1;
     return g;
 }
@@ -48,6 +70,7 @@ worker_gen_free(struct worker_gen *g)
     for (size_t i = 0; i < g->cfg->nupstreams; i++)
         upstream_pool_free(&g->pools[i]);
     free(g->pools);
+    free(g->policies);
     config_unref(&g->cfg);
     free(g);
 }
@@ -154,10 +177,12 @@ worker_on_stop(evutil_socket_t fd, short what, void *arg)
 }
 
 int
-worker_init(struct worker *w, unsigned idx, struct config *cfg, int *fds, size_t nfds)
+worker_init(struct worker *w, unsigned idx, struct config *cfg, struct cache *cache, int *fds,
+            size_t nfds)
 {
     memset(w, 0, sizeof(*w));
     w->idx = idx;
+    w->cache = cache;
     TAILQ_INIT(&w->conns);
     TAILQ_INIT(&w->reap);
     pthread_mutex_init(&w->mu, NULL);

@@ -23,6 +23,8 @@
 
 #include "stats.h"
 
+struct cache;
+struct cache_policy_route;
 struct config;
 struct conn;
 struct event;
@@ -33,6 +35,7 @@ struct upstream_pool;
 struct worker_gen {
     struct config *cfg;           /* one reference */
     struct upstream_pool **pools; /* indexed like cfg->upstreams */
+    struct cache_policy_route *policies; /* indexed like cfg->routes */
     unsigned refs;                /* the worker's current pointer + requests in flight */
     bool retired;
 };
@@ -47,6 +50,7 @@ struct worker {
     size_t nlisten;
     struct evconnlistener **listeners;
     struct worker_gen *gen;
+    struct cache *cache; /* shared by all workers; NULL when no route caches */
     struct stats stats;
     struct event *ev_reload;
     struct event *ev_stop;
@@ -66,7 +70,8 @@ struct worker {
  * reference), listeners on the given already-bound sockets (ownership of
  * the fds passes to the worker). Returns 0 or -1 with the reason logged.
  */
-int worker_init(struct worker *w, unsigned idx, struct config *cfg, int *fds, size_t nfds);
+int worker_init(struct worker *w, unsigned idx, struct config *cfg, struct cache *cache, int *fds,
+                size_t nfds);
 
 /* Starts the worker's thread; returns 0 or -1. */
 int worker_start(struct worker *w);

@@ -4,10 +4,13 @@
  * class of error has a bad file whose complete error text is compared line
  * by line, file name, line number and key path included. Also: the shipped
  * conf/tailcache.yaml, quick mode, refcounting and the key reference.
+ * The cache keys (issue 3) have their own good and bad files:
+ * good-cache.yaml, bad-cache.yaml, bad-cache-names.yaml.
  */
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -113,6 +116,82 @@ invalid_name_reason(void)
     return gai_strerror(rc);
 }
 
+static bool
+has_status(const struct config_route_cache *c, unsigned s)
+{
+    return s < 1024 && (c->statuses[s / 64] >> (s % 64) & 1) != 0;
+}
+
+/* The statuses set in c, in order, as "200 203 ...". */
+static const char *
+statuses_text(const struct config_route_cache *c, char *buf, size_t len)
+{
+    size_t off = 0;
+
+    buf[0] = '\0';
+    for (unsigned s = 0; s < 1024; s++) {
+        if (has_status(c, s))
+            off += (size_t)snprintf(buf + off, len - off, "%s%u", off ? " " : "", s);
+    }
+    return buf;
+}
+
+static void
+check_strings(char *const *v, size_t n, const char *const *want)
+{
+    size_t i;
+
+    for (i = 0; want[i] != NULL; i++) {
+        ck_assert_uint_lt(i, n);
+        ck_assert_str_eq(v[i], want[i]);
+    }
+    ck_assert_uint_eq(n, i);
+}
+
+/* The cache defaults of the schema, global and per route. */
+static void
+check_cache_globals_default(const struct config *cfg)
+{
+    ck_assert_uint_eq(cfg->cache_memory_size, 256u << 20);
+    ck_assert_uint_eq(cfg->cache_shards, 64);
+    ck_assert_int_eq(cfg->cache_eviction, CONFIG_EVICT_S3FIFO);
+    ck_assert_uint_eq(cfg->cache_max_object, 64u << 20);
+    ck_assert_uint_eq(cfg->coalesce_timeout_ms, 5000);
+    ck_assert_uint_eq(cfg->hit_for_miss_ms, 10000);
+}
+
+static void
+check_route_cache_default(const struct config_route_cache *c, bool enabled)
+{
+    static const char *const none[] = {NULL};
+    static const char *const strip[] = {
+        "X-Forwarded-Host",       "X-Forwarded-Server",
+        "X-Forwarded-Port",       "X-Forwarded-Scheme",
+        "X-Original-URL",         "X-Rewrite-URL",
+        "X-HTTP-Method-Override", "X-HTTP-Method",
+        "X-Method-Override",      NULL,
+    };
+    char buf[256];
+
+    ck_assert(c->enabled == enabled);
+    ck_assert_int_eq(c->ttl, -1);
+    ck_assert_int_eq(c->force_ttl, -1);
+    ck_assert_int_eq(c->stale_while_revalidate, 0);
+    ck_assert_int_eq(c->stale_if_error, 0);
+    ck_assert_int_eq(c->heuristic_max, 86400);
+    ck_assert_str_eq(statuses_text(c, buf, sizeof(buf)),
+                     "200 203 204 300 301 308 404 405 410 414 501");
+    ck_assert(!c->set_cookie);
+    ck_assert(c->honour_client_no_cache);
+    ck_assert(!c->server_timing);
+    ck_assert(!c->key.sort_query);
+    ck_assert(!c->key.ignore_query);
+    check_strings(c->key.drop_query, c->key.ndrop_query, none);
+    check_strings(c->key.headers, c->key.nheaders, none);
+    check_strings(c->key.cookies, c->key.ncookies, none);
+    check_strings(c->strip_headers, c->nstrip_headers, strip);
+}
+
 /* ------------------------------------------------------------------------ */
 
 START_TEST(test_defaults)
@@ -165,6 +244,9 @@ START_TEST(test_defaults)
     ck_assert_uint_eq(r->methods, 0);
     ck_assert_ptr_eq(r->upstream, up);
     ck_assert_ptr_null(r->host_rewrite);
+    /* No cache sections: caching is off, every other cache key at its default. */
+    check_cache_globals_default(cfg);
+    check_route_cache_default(&r->cache, false);
     config_unref(&cfg);
     ck_assert_ptr_null(cfg);
 }
@@ -252,6 +334,67 @@ START_TEST(test_full)
 }
 END_TEST
 
+START_TEST(test_cache_full)
+{
+    static const char *const drop[] = {"utm_source", "utm_medium", "a.b[]", NULL};
+    static const char *const headers[] = {"X-Tenant", "Accept-Language", NULL};
+    static const char *const cookies[] = {"lang", "__Host-id", NULL};
+    static const char *const strip[] = {"X-Forwarded-Host", "X-Original-URL", NULL};
+    static const char *const one[] = {"x-one", NULL};
+    static const char *const none[] = {NULL};
+    struct config *cfg = load_good(DATA("good-cache.yaml"));
+    const struct config_route_cache *c;
+    char buf[256];
+
+    ck_assert_uint_eq(cfg->cache_memory_size, (size_t)1 << 40);
+    ck_assert_uint_eq(cfg->cache_shards, 1024);
+    ck_assert_int_eq(cfg->cache_eviction, CONFIG_EVICT_LRU);
+    ck_assert_uint_eq(cfg->cache_max_object, (size_t)4 << 30);
+    ck_assert_uint_eq(cfg->coalesce_timeout_ms, 1500);
+    ck_assert_uint_eq(cfg->hit_for_miss_ms, 3600000);
+    ck_assert_uint_eq(cfg->nroutes, 3);
+
+    c = &cfg->routes[0].cache;
+    ck_assert(c->enabled);
+    ck_assert_int_eq(c->ttl, 60);
+    ck_assert_int_eq(c->force_ttl, 3600);
+    ck_assert_int_eq(c->stale_while_revalidate, 30);
+    ck_assert_int_eq(c->stale_if_error, 86400);
+    ck_assert_int_eq(c->heuristic_max, 31536000); /* 1y: past 32 bits of ms */
+    /* Listed in any order, twice is harmless: a bit set. */
+    ck_assert_str_eq(statuses_text(c, buf, sizeof(buf)), "100 200 404 999");
+    /* The layout cache code relies on: bit s % 64 of word s / 64. */
+    ck_assert(c->statuses[1] == UINT64_C(1) << (100 - 64));
+    ck_assert(c->statuses[3] == UINT64_C(1) << (200 - 192));
+    ck_assert(c->statuses[15] == UINT64_C(1) << (999 - 960));
+    ck_assert(c->set_cookie);
+    ck_assert(!c->honour_client_no_cache);
+    ck_assert(c->server_timing);
+    ck_assert(c->key.sort_query);
+    ck_assert(c->key.ignore_query);
+    check_strings(c->key.drop_query, c->key.ndrop_query, drop);
+    check_strings(c->key.headers, c->key.nheaders, headers);
+    check_strings(c->key.cookies, c->key.ncookies, cookies);
+    check_strings(c->strip_headers, c->nstrip_headers, strip);
+
+    /* Flow style; milliseconds rounded down to seconds; empty lists. */
+    c = &cfg->routes[1].cache;
+    ck_assert(!c->enabled);
+    ck_assert_int_eq(c->ttl, 1);
+    ck_assert_int_eq(c->force_ttl, 0);
+    ck_assert_int_eq(c->heuristic_max, 86400);
+    ck_assert_str_eq(statuses_text(c, buf, sizeof(buf)), "301");
+    check_strings(c->strip_headers, c->nstrip_headers, none);
+    ck_assert_ptr_null(c->strip_headers);
+    check_strings(c->key.headers, c->key.nheaders, one);
+    check_strings(c->key.cookies, c->key.ncookies, none);
+
+    /* "cache:" with nothing under it: the defaults, caching off. */
+    check_route_cache_default(&cfg->routes[2].cache, false);
+    config_unref(&cfg);
+}
+END_TEST
+
 START_TEST(test_regex_jit)
 {
     struct config *cfg = load_good(DATA("good-full.yaml"));
@@ -301,6 +444,9 @@ START_TEST(test_shipped_conf)
     ck_assert_str_eq(cfg->routes[0].path, "/");
     ck_assert_uint_eq(cfg->routes[0].methods, 0);
     ck_assert_ptr_eq(cfg->routes[0].upstream, &cfg->upstreams[0]);
+    /* The quick start shows hits: the demo route caches, all else default. */
+    check_cache_globals_default(cfg);
+    check_route_cache_default(&cfg->routes[0].cache, true);
     config_unref(&cfg);
 }
 END_TEST
@@ -346,6 +492,9 @@ START_TEST(test_err_bounds)
         ":9: timeouts.drain: must be between 1ms and 24h, got 25h",
         ":13: upstreams.demo.keepalive: must be between 0 and 10000, got 10001",
         ":14: upstreams.demo.max_fails: must be between 1 and 1000, got 0",
+        /* Days and years are durations, but too long for a timeout. */
+        ":15: upstreams.demo.fail_timeout: must be between 1ms and 24h, got 2d",
+        ":16: upstreams.demo.keepalive_timeout: must be between 1ms and 24h, got 1y",
         NULL,
     };
     expect_errors(DATA("bad-bounds.yaml"), want);
@@ -359,7 +508,7 @@ START_TEST(test_err_duration)
         ":3: timeouts.client_idle: expected a duration like \"2s\" or \"150ms\", got \"1.5s\"",
         ":4: timeouts.drain: expected a duration like \"2s\" or \"150ms\", got \"2 s\"",
         ":8: upstreams.demo.connect_timeout: expected a duration like \"2s\" or \"150ms\", got "
-        "\"3d\"",
+        "\"3w\"",
         ":9: upstreams.demo.idle_timeout: expected a duration like \"2s\" or \"150ms\", got "
         "\"-1\"",
         NULL,
@@ -377,6 +526,77 @@ START_TEST(test_err_size)
         NULL,
     };
     expect_errors(DATA("bad-size.yaml"), want);
+}
+END_TEST
+
+START_TEST(test_err_cache)
+{
+    static const char *const want[] = {
+        ":3: cache.memory.size: must be between 1m and 1t, got 512k",
+        ":4: cache.memory.shards: must be a power of two between 1 and 1024, got 48",
+        ":5: cache.memory.eviction: must be one of s3fifo, lru, got \"fifo\"",
+        ":6: cache.memory.max_object_size: must be between 1k and 4g, got 5g",
+        ":7: cache.coalesce_timeout: must be between 1ms and 1h, got 2h",
+        ":8: cache.hit_for_miss: must be between 1ms and 1h, got 0",
+        ":16: routes[0].cache.enabled: expected true or false, got \"yes\"",
+        ":17: routes[0].cache.ttl: expected a duration like \"60s\" or \"1d\", or \"off\", got "
+        "\"soon\"",
+        ":18: routes[0].cache.force_ttl: must be between 0s and 1y, got 2y",
+        /* "off" only where the schema allows it. */
+        ":19: routes[0].cache.stale_while_revalidate: expected a duration like \"60s\" or "
+        "\"1d\", got \"off\"",
+        ":20: routes[0].cache.stale_if_error: expected a duration like \"60s\" or \"1d\", got "
+        "\"-1s\"",
+        ":21: routes[0].cache.heuristic_max: must be between 0s and 1y, got "
+        "99999999999999999999999y",
+        ":22: routes[0].cache.statuses[1]: must be between 100 and 999, got 99",
+        ":22: routes[0].cache.statuses[2]: must be between 100 and 999, got 1000",
+        ":22: routes[0].cache.statuses[3]: expected a status code, got \"2xx\"",
+        ":23: routes[0].cache.server_timing: expected true or false, got a list",
+        ":24: routes[0].cache.colour: unknown key",
+        /* The memory section is global, not per route. */
+        ":28: routes[1].cache.memory: unknown key",
+        ":29: routes[1].cache.statuses: must not be an empty list",
+        ":30: routes[1].cache.ttl: expected a duration like \"60s\" or \"1d\", or \"off\", got "
+        "\"1.5s\"",
+        NULL,
+    };
+    expect_errors(DATA("bad-cache.yaml"), want);
+}
+END_TEST
+
+START_TEST(test_err_cache_names)
+{
+    static const char *const want[] = {
+        ":9: routes[0].cache.key.drop_query[0]: invalid query parameter name \"a=b\" (expected "
+        "visible characters other than \"=\", \"&\" and \"#\")",
+        ":9: routes[0].cache.key.drop_query[1]: invalid query parameter name \"\" (expected "
+        "visible characters other than \"=\", \"&\" and \"#\")",
+        ":9: routes[0].cache.key.drop_query[3]: duplicate query parameter name \"utm_source\"",
+        ":10: routes[0].cache.key.headers[0]: invalid header name \"X Tenant\" (expected a "
+        "token: letters, digits and !#$%&'*+-.^_`|~)",
+        /* Header names are case-insensitive. */
+        ":10: routes[0].cache.key.headers[2]: duplicate header name \"x-tenant\"",
+        ":10: routes[0].cache.key.headers[3]: invalid header name \"Accept:\" (expected a "
+        "token: letters, digits and !#$%&'*+-.^_`|~)",
+        ":11: routes[0].cache.key.cookies[0]: invalid cookie name \"a;b\" (expected a token: "
+        "letters, digits and !#$%&'*+-.^_`|~)",
+        ":11: routes[0].cache.key.cookies[2]: duplicate cookie name \"lang\"",
+        /* Same line: the walk's error first, then the check after the walk. */
+        ":12: routes[0].cache.strip_headers[2]: invalid header name \"bad header\" (expected a "
+        "token: letters, digits and !#$%&'*+-.^_`|~)",
+        ":12: routes[0].cache.strip_headers[1]: \"X-TENANT\" is also in key.headers (a header "
+        "in the cache key is passed upstream)",
+        /* strip_headers left at its default: reported on key.headers. */
+        ":18: routes[1].cache.key.headers[1]: \"x-forwarded-host\" is in the default "
+        "strip_headers; list strip_headers without it",
+        ":18: routes[1].cache.key.headers[2]: \"X-Original-URL\" is in the default "
+        "strip_headers; list strip_headers without it",
+        ":23: routes[2].cache.strip_headers: \"X-One\" is also in key.headers (a header in the "
+        "cache key is passed upstream)",
+        NULL,
+    };
+    expect_errors(DATA("bad-cache-names.yaml"), want);
 }
 END_TEST
 
@@ -604,6 +824,9 @@ START_TEST(test_quick_good)
     ck_assert_uint_eq(r->methods, 0);
     ck_assert_ptr_eq(r->upstream, up);
     ck_assert_str_eq(r->host_rewrite, "127.0.0.1:8081");
+    /* Quick mode caches, with every other cache key at its default. */
+    check_cache_globals_default(cfg);
+    check_route_cache_default(&r->cache, true);
     config_unref(&cfg);
 
     cfg = config_quick("http://localhost/", "127.0.0.1:18080", "127.0.0.1:19090", &err);
@@ -735,6 +958,35 @@ START_TEST(test_reference)
         "\nroutes[].methods: method, or a list; optional\n    ",
         "\nroutes[].upstream: upstream name; required\n    ",
         "\nroutes[].host_rewrite: host[:port]; optional\n    ",
+        "\ncache: mapping\n    ",
+        "\ncache.memory: mapping\n    ",
+        "\ncache.memory.size: size 1m..1t; default 256m\n    ",
+        "\ncache.memory.shards: power of two 1..1024; default 64\n    ",
+        "\ncache.memory.eviction: s3fifo | lru; default s3fifo\n    ",
+        "\ncache.memory.max_object_size: size 1k..4g; default 64m\n    ",
+        "\ncache.coalesce_timeout: duration 1ms..1h; default 5s\n    ",
+        "\ncache.hit_for_miss: duration 1ms..1h; default 10s\n    ",
+        "\nroutes[].cache: mapping\n    ",
+        "\nroutes[].cache.enabled: true | false; default false\n    ",
+        "\nroutes[].cache.ttl: duration 0s..1y or \"off\"; default off\n    ",
+        "\nroutes[].cache.force_ttl: duration 0s..1y or \"off\"; default off\n    ",
+        "\nroutes[].cache.stale_while_revalidate: duration 0s..1y; default 0s\n    ",
+        "\nroutes[].cache.stale_if_error: duration 0s..1y; default 0s\n    ",
+        "\nroutes[].cache.heuristic_max: duration 0s..1y; default 1d\n    ",
+        "\nroutes[].cache.statuses: status 100..999, or a list; default [200, 203, 204, 300, 301, "
+        "308, 404, 405, 410, 414, 501]\n    ",
+        "\nroutes[].cache.set_cookie: true | false; default false\n    ",
+        "\nroutes[].cache.honour_client_no_cache: true | false; default true\n    ",
+        "\nroutes[].cache.server_timing: true | false; default false\n    ",
+        "\nroutes[].cache.key: mapping\n    ",
+        "\nroutes[].cache.key.sort_query: true | false; default false\n    ",
+        "\nroutes[].cache.key.ignore_query: true | false; default false\n    ",
+        "\nroutes[].cache.key.drop_query: query parameter name, or a list; default []\n    ",
+        "\nroutes[].cache.key.headers: header name, or a list; default []\n    ",
+        "\nroutes[].cache.key.cookies: cookie name, or a list; default []\n    ",
+        "\nroutes[].cache.strip_headers: header name, or a list; default [X-Forwarded-Host, "
+        "X-Forwarded-Server, X-Forwarded-Port, X-Forwarded-Scheme, X-Original-URL, "
+        "X-Rewrite-URL, X-HTTP-Method-Override, X-HTTP-Method, X-Method-Override]\n    ",
     };
     char *text = NULL;
     size_t len = 0;
@@ -759,6 +1011,7 @@ config_suite(void)
     } cases[] = {
         {"defaults", test_defaults},
         {"full", test_full},
+        {"cache_full", test_cache_full},
         {"regex_jit", test_regex_jit},
         {"flow_style_and_off", test_flow_style_and_off},
         {"shipped_conf", test_shipped_conf},
@@ -767,6 +1020,8 @@ config_suite(void)
         {"err_bounds", test_err_bounds},
         {"err_duration", test_err_duration},
         {"err_size", test_err_size},
+        {"err_cache", test_err_cache},
+        {"err_cache_names", test_err_cache_names},
         {"err_missing", test_err_missing},
         {"err_unknown_upstream", test_err_unknown_upstream},
         {"err_duplicate", test_err_duplicate},

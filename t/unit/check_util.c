@@ -1,5 +1,5 @@
 /*
- * check_util: unit tests of util: duration, size and integer parsing,
+ * check_util: unit tests of util: duration (ms and s), size and integer parsing,
  * address parsing and formatting, the monotonic clock, string copies.
  */
 #include <arpa/inet.h>
@@ -37,6 +37,8 @@ START_TEST(test_duration_good)
         {"0ms", 0},
         {"007s", 7000},
         {"24h", 86400000u},
+        {"1d", 86400000u},
+        {"49d", 4233600000u},
         {"1193h", 4294800000u},
         {"4294967295ms", 4294967295u},
     };
@@ -52,9 +54,12 @@ END_TEST
 START_TEST(test_duration_bad)
 {
     static const char *const bad[] = {
-        "",   "abc", "1.5s", "2 s",   " 2s",          "2s ",
-        "-1", "+1s", "1d",   "1S",    "1MS",          "s",
-        "ms", "1sm", "1hh",  "1194h", "4294967296ms", "99999999999999999999999",
+        "",   "abc", "1.5s", "2 s", " 2s", "2s ", "-1",  "+1s", "1w",
+        "1S", "1MS", "1D",   "s",   "ms",  "1sm", "1hh", "1dd",
+    };
+    /* Over UINT_MAX ms (a year of ms needs 35 bits: util_parse_duration_s). */
+    static const char *const too_long[] = {
+        "1194h", "4294967296ms", "50d", "1y", "99999999999999999999999",
     };
     unsigned ms;
 
@@ -62,7 +67,63 @@ START_TEST(test_duration_bad)
         ck_assert_msg(check_duration(bad[i], &ms) == -1, "\"%s\" accepted", bad[i]);
         ck_assert_uint_eq(ms, 12345);
     }
+    for (size_t i = 0; i < sizeof(too_long) / sizeof(too_long[0]); i++) {
+        ck_assert_msg(check_duration(too_long[i], &ms) == -1, "\"%s\" accepted", too_long[i]);
+        ck_assert_uint_eq(ms, 12345);
+    }
     ck_assert_int_eq(util_parse_duration_ms(NULL, &ms), -1);
+}
+END_TEST
+
+START_TEST(test_duration_s_good)
+{
+    static const struct {
+        const char *s;
+        int64_t sec;
+    } good[] = {
+        {"0", 0},
+        {"0s", 0},
+        {"60", 60},
+        {"60s", 60},
+        {"999ms", 0}, /* rounded down */
+        {"1500ms", 1},
+        {"2m", 120},
+        {"1h", 3600},
+        {"1d", 86400},
+        {"1y", 31536000},
+        {"10y", 315360000},
+        /* The largest: UINT64_MAX ms. */
+        {"18446744073709551615ms", INT64_C(18446744073709551)},
+    };
+    int64_t sec;
+
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        ck_assert_msg(util_parse_duration_s(good[i].s, &sec) == 0, "%s rejected", good[i].s);
+        ck_assert_int_eq(sec, good[i].sec);
+    }
+}
+END_TEST
+
+START_TEST(test_duration_s_bad)
+{
+    static const char *const bad[] = {
+        "", "off", "1.5s", "2 s", "-1", "1w", "1Y", "1yy", "d", "y",
+    };
+    /* Over UINT64_MAX ms. */
+    static const char *const too_long[] = {
+        "18446744073709551616ms",
+        "584942418y",
+        "99999999999999999999999y",
+    };
+    int64_t sec = 7;
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        ck_assert_msg(util_parse_duration_s(bad[i], &sec) == -1, "\"%s\" accepted", bad[i]);
+    for (size_t i = 0; i < sizeof(too_long) / sizeof(too_long[0]); i++)
+        ck_assert_msg(util_parse_duration_s(too_long[i], &sec) == -1, "\"%s\" accepted",
+                      too_long[i]);
+    ck_assert_int_eq(sec, 7);
+    ck_assert_int_eq(util_parse_duration_s(NULL, &sec), -1);
 }
 END_TEST
 
@@ -72,8 +133,18 @@ START_TEST(test_size_good)
         const char *s;
         size_t v;
     } good[] = {
-        {"0", 0},        {"512", 512},       {"8k", 8192},        {"8K", 8192},   {"1m", 1048576},
-        {"1M", 1048576}, {"1g", 1073741824}, {"2G", 2147483648u}, {"64k", 65536},
+        {"0", 0},
+        {"512", 512},
+        {"8k", 8192},
+        {"8K", 8192},
+        {"1m", 1048576},
+        {"1M", 1048576},
+        {"1g", 1073741824},
+        {"2G", 2147483648u},
+        {"64k", 65536},
+        {"4g", (size_t)4 << 30},
+        {"1t", (size_t)1 << 40},
+        {"1T", (size_t)1 << 40},
     };
     size_t v;
 
@@ -96,10 +167,12 @@ START_TEST(test_size_bad)
         " 8k",
         "8k ",
         "8 k",
-        "1t",
+        "1tb",
+        "1p",
         "0x10",
         "18446744073709551616",
         "17179869184g",
+        "16777216t",
     };
     size_t v = 7;
 
@@ -320,6 +393,8 @@ util_suite(void)
     } cases[] = {
         {"duration_good", test_duration_good},
         {"duration_bad", test_duration_bad},
+        {"duration_s_good", test_duration_s_good},
+        {"duration_s_bad", test_duration_s_bad},
         {"size_good", test_size_good},
         {"size_bad", test_size_bad},
         {"uint", test_uint},

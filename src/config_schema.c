@@ -1,0 +1,700 @@
+/*
+ * config_schema: the rows describing every key of tailcache.yaml, and the
+ * reference printed from them (tailcache --help-config). See
+ * config_schema.h for what a row holds and how config.c uses the tables.
+ *
+ * A row's help text is the one-line documentation of its key: the
+ * reference prints it, and man/tailcache.yaml.5 and conf/tailcache.yaml
+ * say the same at more length. Keep the three in step.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "config_schema.h"
+
+/*
+ * offsetof() that fails to compile unless the field has the type the row's
+ * setter writes: a table row cannot point a size setter at an unsigned.
+ */
+#define CONFIG_FIELD(st, field, type) _Generic(((st *)0)->field, type : offsetof(st, field))
+#define CONFIG_C(field, type) CONFIG_FIELD(struct config, field, type)
+#define CONFIG_U(field, type) CONFIG_FIELD(struct config_upstream, field, type)
+#define CONFIG_R(field, type) CONFIG_FIELD(struct config_route, field, type)
+
+#define CONFIG_SECOND_MS UINT64_C(1000)
+#define CONFIG_HOUR_MS (3600 * CONFIG_SECOND_MS)
+#define CONFIG_DAY_S UINT64_C(86400)
+#define CONFIG_YEAR_S (365 * CONFIG_DAY_S)
+
+/* A timeout: 1ms..24h. */
+#define CONFIG_DURATION_ROW(key, st, field, dflt, text)                                            \
+    {                                                                                              \
+        .name = key, .type = CONFIG_T_DURATION, .off = CONFIG_FIELD(st, field, unsigned),          \
+        .def = dflt, .min = 1, .max = 24 * CONFIG_HOUR_MS, .help = text                            \
+    }
+
+/* A route's cache duration, in seconds: 0..1y, "off" with CONFIG_F_OFF. */
+#define CONFIG_SECONDS_ROW(key, field, dflt, fl, text)                                             \
+    {                                                                                              \
+        .name = key, .type = CONFIG_T_SECONDS, .off = CONFIG_R(field, int64_t), .def = dflt,       \
+        .min = 0, .max = CONFIG_YEAR_S, .flags = fl, .help = text                                  \
+    }
+
+_Static_assert(sizeof(((struct config_route *)0)->cache.statuses) ==
+                   CONFIG_STATUS_WORDS * sizeof(uint64_t),
+               "CONFIG_T_STATUSES writes CONFIG_STATUS_WORDS words");
+
+const char *const config_schema_log_levels[] = {
+    [CONFIG_LOG_ERROR] = "error",
+    [CONFIG_LOG_WARN] = "warn",
+    [CONFIG_LOG_INFO] = "info",
+    [CONFIG_LOG_DEBUG] = "debug",
+    NULL,
+};
+
+static const char *const config_schema_evictions[] = {
+    [CONFIG_EVICT_S3FIFO] = "s3fifo",
+    [CONFIG_EVICT_LRU] = "lru",
+    NULL,
+};
+
+const struct config_schema_method config_schema_methods[] = {
+    {"GET", HTTP_M_GET},         {"HEAD", HTTP_M_HEAD},     {"POST", HTTP_M_POST},
+    {"PUT", HTTP_M_PUT},         {"DELETE", HTTP_M_DELETE}, {"PATCH", HTTP_M_PATCH},
+    {"OPTIONS", HTTP_M_OPTIONS}, {"TRACE", HTTP_M_TRACE},   {"PURGE", HTTP_M_PURGE},
+    {NULL, HTTP_M_OTHER},
+};
+
+static const struct config_key config_admin_keys[] = {
+    {.name = "listen",
+     .type = CONFIG_T_ADDR,
+     .off = CONFIG_C(admin, struct config_addr),
+     .def = "127.0.0.1:9090",
+     .flags = CONFIG_F_OFF,
+     .help = "Admin listener (/healthz, /stats, /metrics), apart "
+             "from traffic: HOST:PORT, or \"off\" to disable it."},
+    {0},
+};
+
+static const struct config_key config_limits_keys[] = {
+    {.name = "request_line",
+     .type = CONFIG_T_SIZE,
+     .off = CONFIG_C(limits.max_request_line, size_t),
+     .def = "8k",
+     .min = 256,
+     .max = 1u << 20,
+     .help = "Longest request line accepted; a longer one is answered 414."},
+    {.name = "header_bytes",
+     .type = CONFIG_T_SIZE,
+     .off = CONFIG_C(limits.max_header_bytes, size_t),
+     .def = "32k",
+     .min = 1u << 10,
+     .max = 1u << 20,
+     .help = "Largest request head, request line included; a larger one is answered 431."},
+    {.name = "header_count",
+     .type = CONFIG_T_UINT,
+     .off = CONFIG_C(limits.max_headers, unsigned),
+     .def = "100",
+     .min = 1,
+     .max = HTTP_HEADERS_CAP,
+     .help = "Most header fields in a request; more are answered 431."},
+    {.name = "chunk_line",
+     .type = CONFIG_T_SIZE,
+     .off = CONFIG_C(max_body_chunk_line, size_t),
+     .def = "4k",
+     .min = 64,
+     .max = 64u << 10,
+     .help = "Longest chunk-size line, and largest trailer section, of a chunked body."},
+    {0},
+};
+
+static const struct config_key config_timeouts_keys[] = {
+    CONFIG_DURATION_ROW("client_header", struct config, client_header_timeout_ms, "10s",
+                        "Time a client has to send a complete request head."),
+    CONFIG_DURATION_ROW("client_keepalive", struct config, client_keepalive_timeout_ms, "60s",
+                        "An idle keep-alive client connection is closed after this."),
+    CONFIG_DURATION_ROW("client_idle", struct config, client_idle_timeout_ms, "60s",
+                        "Longest wait between reads of a request body or writes to a slow "
+                        "client."),
+    CONFIG_DURATION_ROW("drain", struct config, drain_timeout_ms, "30s",
+                        "On SIGTERM or SIGINT, longest wait for in-flight requests to finish."),
+    {0},
+};
+
+static const struct config_key config_log_keys[] = {
+    {.name = "level",
+     .type = CONFIG_T_LOG_LEVEL,
+     .off = CONFIG_C(log_level, enum config_log_level),
+     .def = "info",
+     .names = config_schema_log_levels,
+     .help = "Least severe message written to the error log: error, warn, info or debug."},
+    {.name = "error",
+     .type = CONFIG_T_STRING,
+     .off = CONFIG_C(error_log, char *),
+     .def = "stderr",
+     .help = "Error log: a file path, or \"stderr\"."},
+    {.name = "access",
+     .type = CONFIG_T_STRING,
+     .off = CONFIG_C(access_log, char *),
+     .def = "stderr",
+     .help = "Access log: a file path, \"stderr\", or \"off\"."},
+    {0},
+};
+
+static const struct config_key config_cache_memory_keys[] = {
+    {.name = "size",
+     .type = CONFIG_T_SIZE,
+     .off = CONFIG_C(cache_memory_size, size_t),
+     .def = "256m",
+     .min = UINT64_C(1) << 20,
+     .max = UINT64_C(1) << 40,
+     .help = "Bytes of responses the memory cache holds, all workers together; beyond it, "
+             "entries are evicted."},
+    {.name = "shards",
+     .type = CONFIG_T_UINT,
+     .off = CONFIG_C(cache_shards, unsigned),
+     .def = "64",
+     .min = 1,
+     .max = 1024,
+     .flags = CONFIG_F_POW2,
+     .help = "The memory cache is split by key hash into this many shards, each with its own "
+             "lock and an equal share of size; a response larger than one share is not "
+             "stored."},
+    {.name = "eviction",
+     .type = CONFIG_T_EVICTION,
+     .off = CONFIG_C(cache_eviction, enum config_eviction),
+     .def = "s3fifo",
+     .names = config_schema_evictions,
+     .help = "What a full shard evicts: s3fifo (S3-FIFO: entries not asked for again soon "
+             "after they are stored go first, so one-off requests and scans do not flush the "
+             "working set) or lru (the least recently used)."},
+    {.name = "max_object_size",
+     .type = CONFIG_T_SIZE,
+     .off = CONFIG_C(cache_max_object, size_t),
+     .def = "64m",
+     .min = UINT64_C(1) << 10,
+     .max = UINT64_C(4) << 30,
+     .help = "Largest response stored; a larger one is passed to the client, not stored."},
+    {0},
+};
+
+static const struct config_key config_cache_keys[] = {
+    {.name = "memory",
+     .type = CONFIG_T_SECTION,
+     .sub = config_cache_memory_keys,
+     .help = "The memory cache, shared by all workers."},
+    {.name = "coalesce_timeout",
+     .type = CONFIG_T_DURATION,
+     .off = CONFIG_C(coalesce_timeout_ms, unsigned),
+     .def = "5s",
+     .min = 1,
+     .max = CONFIG_HOUR_MS,
+     .help = "Longest a request waits on another request's fetch of the same response "
+             "(concurrent misses share one origin request)."},
+    {.name = "hit_for_miss",
+     .type = CONFIG_T_DURATION,
+     .off = CONFIG_C(hit_for_miss_ms, unsigned),
+     .def = "10s",
+     .min = 1,
+     .max = CONFIG_HOUR_MS,
+     .help = "Once a response turns out not storable, requests for it go to the origin "
+             "without waiting on each other for this long."},
+    {0},
+};
+
+const struct config_key config_schema_upstream[] = {
+    {.name = "servers",
+     .type = CONFIG_T_ADDR_LIST,
+     .off = CONFIG_U(servers, struct config_addr *),
+     .off_n = CONFIG_U(nservers, size_t),
+     .flags = CONFIG_F_REQUIRED,
+     .help = "Origin servers: one HOST:PORT or [V6]:PORT, or a list of them; names are "
+             "resolved when the configuration is loaded."},
+    {.name = "keepalive",
+     .type = CONFIG_T_UINT,
+     .off = CONFIG_U(keepalive, unsigned),
+     .def = "32",
+     .min = 0,
+     .max = 10000,
+     .help = "Idle connections kept per worker and server for reuse; 0 disables pooling."},
+    CONFIG_DURATION_ROW("keepalive_timeout", struct config_upstream, keepalive_timeout_ms, "60s",
+                        "An idle pooled connection is closed after this."),
+    CONFIG_DURATION_ROW("connect_timeout", struct config_upstream, connect_timeout_ms, "2s",
+                        "Longest wait for a TCP connection to a server."),
+    CONFIG_DURATION_ROW("first_byte_timeout", struct config_upstream, first_byte_timeout_ms, "30s",
+                        "Longest wait from sending a request to the first response byte."),
+    CONFIG_DURATION_ROW("idle_timeout", struct config_upstream, idle_timeout_ms, "60s",
+                        "Longest wait between two reads or writes once the response started."),
+    {.name = "max_fails",
+     .type = CONFIG_T_UINT,
+     .off = CONFIG_U(max_fails, unsigned),
+     .def = "3",
+     .min = 1,
+     .max = 1000,
+     .help = "Consecutive failures after which a server sits out fail_timeout."},
+    CONFIG_DURATION_ROW("fail_timeout", struct config_upstream, fail_timeout_ms, "10s",
+                        "How long a failing server is skipped before it is tried again."),
+    {0},
+};
+
+static const struct config_key config_route_cache_key_keys[] = {
+    {.name = "sort_query",
+     .type = CONFIG_T_BOOL,
+     .off = CONFIG_R(cache.key.sort_query, bool),
+     .def = "false",
+     .help = "Sort the query parameters in the key, so \"?a=1&b=2\" and \"?b=2&a=1\" share "
+             "an entry."},
+    {.name = "ignore_query",
+     .type = CONFIG_T_BOOL,
+     .off = CONFIG_R(cache.key.ignore_query, bool),
+     .def = "false",
+     .help = "Leave the query out of the key: every query of a path shares one entry."},
+    {.name = "drop_query",
+     .type = CONFIG_T_QUERY_NAMES,
+     .off = CONFIG_R(cache.key.drop_query, char **),
+     .off_n = CONFIG_R(cache.key.ndrop_query, size_t),
+     .def = "[]",
+     .flags = CONFIG_F_EMPTY,
+     .help = "Query parameters left out of the key, by name as received (not percent-decoded), "
+             "such as utm_source."},
+    {.name = "headers",
+     .type = CONFIG_T_HEADER_NAMES,
+     .off = CONFIG_R(cache.key.headers, char **),
+     .off_n = CONFIG_R(cache.key.nheaders, size_t),
+     .def = "[]",
+     .flags = CONFIG_F_EMPTY,
+     .help = "Request header fields whose values are part of the key (names are "
+             "case-insensitive)."},
+    {.name = "cookies",
+     .type = CONFIG_T_COOKIE_NAMES,
+     .off = CONFIG_R(cache.key.cookies, char **),
+     .off_n = CONFIG_R(cache.key.ncookies, size_t),
+     .def = "[]",
+     .flags = CONFIG_F_EMPTY,
+     .help = "Cookies whose values are part of the key (names are case-sensitive)."},
+    {0},
+};
+
+static const struct config_key config_route_cache_keys[] = {
+    {.name = "enabled",
+     .type = CONFIG_T_BOOL,
+     .off = CONFIG_R(cache.enabled, bool),
+     .def = "false",
+     .help = "Cache responses on this route (quick mode turns it on for its route)."},
+    CONFIG_SECONDS_ROW("ttl", cache.ttl, "off", CONFIG_F_OFF,
+                       "Freshness lifetime of a response whose origin says nothing about it (no "
+                       "max-age, s-maxage or Expires), in place of a heuristic one; \"off\": "
+                       "none."),
+    CONFIG_SECONDS_ROW("force_ttl", cache.force_ttl, "off", CONFIG_F_OFF,
+                       "Freshness lifetime of every stored response, replacing the origin's; it "
+                       "never makes storable what is not (no-store, private, Set-Cookie, "
+                       "Authorization). \"off\": the origin's."),
+    CONFIG_SECONDS_ROW("stale_while_revalidate", cache.stale_while_revalidate, "0s", 0,
+                       "How long past its freshness a response may still be served, while one "
+                       "background request refreshes it; the origin's stale-while-revalidate "
+                       "applies if longer."),
+    CONFIG_SECONDS_ROW("stale_if_error", cache.stale_if_error, "0s", 0,
+                       "How long past its freshness a response may still be served when the "
+                       "origin fails (down, unreachable, timed out, or 500, 502, 503, 504); the "
+                       "origin's stale-if-error applies if longer."),
+    CONFIG_SECONDS_ROW("heuristic_max", cache.heuristic_max, "1d", 0,
+                       "Cap on the heuristic freshness (10% of the time since Last-Modified) of "
+                       "a response without explicit freshness, when ttl is off; 0: no heuristic "
+                       "freshness."),
+    {.name = "statuses",
+     .type = CONFIG_T_STATUSES,
+     .off = CONFIG_R(cache.statuses, uint64_t *),
+     .def = "[200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501]",
+     .min = 100,
+     .max = 999,
+     .help = "Response statuses that may be stored; a response with another is not."},
+    {.name = "set_cookie",
+     .type = CONFIG_T_BOOL,
+     .off = CONFIG_R(cache.set_cookie, bool),
+     .def = "false",
+     .help = "Store responses carrying Set-Cookie; by default they are never stored."},
+    {.name = "honour_client_no_cache",
+     .type = CONFIG_T_BOOL,
+     .off = CONFIG_R(cache.honour_client_no_cache, bool),
+     .def = "true",
+     .help = "A request's Cache-Control: no-cache makes the cache validate with the origin "
+             "before answering; false answers from the cache anyway."},
+    {.name = "server_timing",
+     .type = CONFIG_T_BOOL,
+     .off = CONFIG_R(cache.server_timing, bool),
+     .def = "false",
+     .help = "Add a Server-Timing field to responses: time spent in the cache and waiting for "
+             "the origin."},
+    {.name = "key",
+     .type = CONFIG_T_SECTION,
+     .sub = config_route_cache_key_keys,
+     .help = "The cache key: method, scheme, host, path and query, changed by these options."},
+    {.name = "strip_headers",
+     .type = CONFIG_T_HEADER_NAMES,
+     .off = CONFIG_R(cache.strip_headers, char **),
+     .off_n = CONFIG_R(cache.nstrip_headers, size_t),
+     .def = "[X-Forwarded-Host, X-Forwarded-Server, X-Forwarded-Port, X-Forwarded-Scheme, "
+            "X-Original-URL, X-Rewrite-URL, X-HTTP-Method-Override, X-HTTP-Method, "
+            "X-Method-Override]",
+     .flags = CONFIG_F_EMPTY,
+     .help = "Request header fields never passed upstream on this route, so that a field "
+             "outside the key cannot change what is stored for everyone (cache poisoning). A "
+             "name may not also be in key.headers."},
+    {0},
+};
+
+const struct config_key config_schema_route[] = {
+    {.name = "name",
+     .type = CONFIG_T_NAME,
+     .off = CONFIG_R(name, char *),
+     .flags = CONFIG_F_REQUIRED,
+     .help = "Unique route name (letters, digits, \"_\", \".\", \"-\"), used in statistics "
+             "and logs."},
+    {.name = "host",
+     .type = CONFIG_T_HOSTS,
+     .off = CONFIG_R(hosts, char **),
+     .off_n = CONFIG_R(nhosts, size_t),
+     .def = "*",
+     .help = "Host patterns, one or a list: exact (\"api.example.com\"), wildcard "
+             "(\"*.example.com\": one or more labels before the suffix) or \"*\" (any host, "
+             "also none). Case-insensitive; the request's :port is ignored."},
+    {.name = "prefix",
+     .type = CONFIG_T_PATH,
+     .off = CONFIG_R(path, char *),
+     .def = "/",
+     .flags = CONFIG_F_ONE_OF,
+     .path_kind = CONFIG_PATH_PREFIX,
+     .help = "Path prefix, compared byte for byte (\"/api\" also matches \"/apix\"; write "
+             "\"/api/\" for a directory). Only one of prefix, exact, regex."},
+    {.name = "exact",
+     .type = CONFIG_T_PATH,
+     .off = CONFIG_R(path, char *),
+     .flags = CONFIG_F_ONE_OF,
+     .path_kind = CONFIG_PATH_EXACT,
+     .help = "Exact path (the query string is never part of the path)."},
+    {.name = "regex",
+     .type = CONFIG_T_PATH,
+     .off = CONFIG_R(path, char *),
+     .flags = CONFIG_F_ONE_OF,
+     .path_kind = CONFIG_PATH_REGEX,
+     .help = "PCRE2 regular expression searched in the path, JIT-compiled at load; anchor it "
+             "with ^ and $ to match the whole path."},
+    {.name = "methods",
+     .type = CONFIG_T_METHODS,
+     .off = CONFIG_R(methods, uint32_t),
+     .help = "Methods served, one or a list of GET HEAD POST PUT DELETE PATCH OPTIONS TRACE "
+             "PURGE; absent means any method."},
+    {.name = "upstream",
+     .type = CONFIG_T_UPSTREAM_REF,
+     .flags = CONFIG_F_REQUIRED,
+     .help = "Name of the upstream pool serving this route."},
+    {.name = "host_rewrite",
+     .type = CONFIG_T_HOST,
+     .off = CONFIG_R(host_rewrite, char *),
+     .help = "Host header sent upstream; absent keeps the client's."},
+    {.name = "cache",
+     .type = CONFIG_T_SECTION,
+     .sub = config_route_cache_keys,
+     .help = "Caching on this route; off when absent."},
+    {0},
+};
+
+const struct config_key config_schema_top[] = {
+    {.name = "workers",
+     .type = CONFIG_T_WORKERS,
+     .off = CONFIG_C(workers, unsigned),
+     .def = "auto",
+     .min = 1,
+     .max = CONFIG_MAX_WORKERS,
+     .help = "Worker threads, each with its own event loop, listening socket and upstream "
+             "connections; \"auto\" is one per online CPU."},
+    {.name = "listen",
+     .type = CONFIG_T_ADDR_LIST,
+     .off = CONFIG_C(listen, struct config_addr *),
+     .off_n = CONFIG_C(nlisten, size_t),
+     .def = "127.0.0.1:8080",
+     .help = "Traffic listeners: one HOST:PORT or [V6]:PORT, or a list of them."},
+    {.name = "admin",
+     .type = CONFIG_T_SECTION,
+     .sub = config_admin_keys,
+     .help = "The admin listener."},
+    {.name = "limits",
+     .type = CONFIG_T_SECTION,
+     .sub = config_limits_keys,
+     .help = "Limits on what a client may send."},
+    {.name = "timeouts",
+     .type = CONFIG_T_SECTION,
+     .sub = config_timeouts_keys,
+     .help = "Client-side timeouts."},
+    {.name = "log", .type = CONFIG_T_SECTION, .sub = config_log_keys, .help = "Logging."},
+    {.name = "cache",
+     .type = CONFIG_T_SECTION,
+     .sub = config_cache_keys,
+     .help = "The HTTP cache, used by the routes that enable caching."},
+    {.name = "upstreams",
+     .type = CONFIG_T_UPSTREAMS,
+     .sub = config_schema_upstream,
+     .flags = CONFIG_F_REQUIRED,
+     .help = "Origin server pools, by name; routes refer to them."},
+    {.name = "routes",
+     .type = CONFIG_T_ROUTES,
+     .sub = config_schema_route,
+     .flags = CONFIG_F_REQUIRED,
+     .help = "Routes, tried in order: the first whose host, path and methods match wins."},
+    {0},
+};
+
+/* ------------------------------------------------------------------------ */
+/* Words for messages and the reference                                      */
+
+const char *
+config_schema_join(const char *const *names, const char *sep, const char *last, char *buf,
+                   size_t len)
+{
+    size_t off = 0;
+
+    buf[0] = '\0';
+    for (size_t i = 0; names[i] != NULL; i++) {
+        const char *glue = i == 0 ? "" : names[i + 1] == NULL ? last : sep;
+        int n = snprintf(buf + off, len - off, "%s%s", glue, names[i]);
+        if (n < 0 || (size_t)n >= len - off)
+            break;
+        off += (size_t)n;
+    }
+    return buf;
+}
+
+const char *
+config_schema_expected(const struct config_key *k, char *buf, size_t len)
+{
+    switch (k->type) {
+    case CONFIG_T_SECTION:
+        return "a mapping";
+    case CONFIG_T_WORKERS:
+        return "an integer or \"auto\"";
+    case CONFIG_T_UINT:
+        return "an integer";
+    case CONFIG_T_SIZE:
+        return "a size like \"8k\" or \"1m\"";
+    case CONFIG_T_DURATION:
+        return "a duration like \"2s\" or \"150ms\"";
+    case CONFIG_T_SECONDS:
+        return (k->flags & CONFIG_F_OFF) ? "a duration like \"60s\" or \"1d\", or \"off\""
+                                         : "a duration like \"60s\" or \"1d\"";
+    case CONFIG_T_BOOL:
+        return "true or false";
+    case CONFIG_T_LOG_LEVEL:
+    case CONFIG_T_EVICTION:
+        return config_schema_join(k->names, ", ", " or ", buf, len);
+    case CONFIG_T_STRING:
+        return "a string";
+    case CONFIG_T_NAME:
+        return "a name";
+    case CONFIG_T_HOST:
+        return "a host name";
+    case CONFIG_T_ADDR:
+        return "HOST:PORT";
+    case CONFIG_T_ADDR_LIST:
+        return "HOST:PORT or a list of them";
+    case CONFIG_T_HOSTS:
+        return "a host pattern or a list of them";
+    case CONFIG_T_METHODS:
+        return "a method or a list of them";
+    case CONFIG_T_STATUSES:
+        return "a status code or a list of them";
+    case CONFIG_T_HEADER_NAMES:
+        return "a header name or a list of them";
+    case CONFIG_T_COOKIE_NAMES:
+        return "a cookie name or a list of them";
+    case CONFIG_T_QUERY_NAMES:
+        return "a query parameter name or a list of them";
+    case CONFIG_T_PATH:
+        return k->path_kind == CONFIG_PATH_REGEX ? "a regex" : "a path";
+    case CONFIG_T_UPSTREAM_REF:
+        return "an upstream name";
+    case CONFIG_T_UPSTREAMS:
+        return "a mapping of upstream names";
+    case CONFIG_T_ROUTES:
+        return "a list of routes";
+    }
+    return "a value";
+}
+
+struct config_schema_unit {
+    const char *name;
+    uint64_t size;
+};
+
+/* Largest first; the last unit is 1, and 0 is written in it. */
+static const struct config_schema_unit config_schema_size_units[] = {
+    {"t", UINT64_C(1) << 40},
+    {"g", UINT64_C(1) << 30},
+    {"m", UINT64_C(1) << 20},
+    {"k", UINT64_C(1) << 10},
+    {"", 1},
+};
+static const struct config_schema_unit config_schema_ms_units[] = {
+    {"h", CONFIG_HOUR_MS},
+    {"m", 60 * CONFIG_SECOND_MS},
+    {"s", CONFIG_SECOND_MS},
+    {"ms", 1},
+};
+static const struct config_schema_unit config_schema_s_units[] = {
+    {"y", CONFIG_YEAR_S}, {"d", CONFIG_DAY_S}, {"h", 3600}, {"m", 60}, {"s", 1},
+};
+
+/* v in the largest unit that divides it. */
+static const char *
+config_schema_fmt_units(uint64_t v, const struct config_schema_unit *units, size_t nunits,
+                        char *buf, size_t len)
+{
+    size_t i = 0;
+
+    while (i + 1 < nunits && (v == 0 || v % units[i].size != 0))
+        i++;
+    snprintf(buf, len, "%llu%s", (unsigned long long)(v / units[i].size), units[i].name);
+    return buf;
+}
+
+#define CONFIG_SCHEMA_FMT(v, units, buf, len)                                                      \
+    config_schema_fmt_units(v, units, sizeof(units) / sizeof(units[0]), buf, len)
+
+const char *
+config_schema_fmt(const struct config_key *k, uint64_t v, char *buf, size_t len)
+{
+    switch (k->type) {
+    case CONFIG_T_SIZE:
+        return CONFIG_SCHEMA_FMT(v, config_schema_size_units, buf, len);
+    case CONFIG_T_DURATION:
+        /* Timeouts stop at hours: "24h" reads better than "1d" for them. */
+        return CONFIG_SCHEMA_FMT(v, config_schema_ms_units, buf, len);
+    case CONFIG_T_SECONDS:
+        return CONFIG_SCHEMA_FMT(v, config_schema_s_units, buf, len);
+    default:
+        snprintf(buf, len, "%llu", (unsigned long long)v);
+        return buf;
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Reference                                                                 */
+
+static const char *
+config_schema_type_desc(const struct config_key *k, char *buf, size_t len)
+{
+    char lo[32], hi[32];
+
+    config_schema_fmt(k, k->min, lo, sizeof(lo));
+    config_schema_fmt(k, k->max, hi, sizeof(hi));
+    switch (k->type) {
+    case CONFIG_T_SECTION:
+        return "mapping";
+    case CONFIG_T_WORKERS:
+        snprintf(buf, len, "\"auto\" or integer %s..%s", lo, hi);
+        return buf;
+    case CONFIG_T_UINT:
+        snprintf(buf, len, "%s %s..%s", (k->flags & CONFIG_F_POW2) ? "power of two" : "integer", lo,
+                 hi);
+        return buf;
+    case CONFIG_T_SIZE:
+        snprintf(buf, len, "size %s..%s", lo, hi);
+        return buf;
+    case CONFIG_T_DURATION:
+    case CONFIG_T_SECONDS:
+        snprintf(buf, len, "duration %s..%s%s", lo, hi,
+                 (k->flags & CONFIG_F_OFF) ? " or \"off\"" : "");
+        return buf;
+    case CONFIG_T_BOOL:
+        return "true | false";
+    case CONFIG_T_LOG_LEVEL:
+    case CONFIG_T_EVICTION:
+        return config_schema_join(k->names, " | ", " | ", buf, len);
+    case CONFIG_T_STRING:
+        return "string";
+    case CONFIG_T_NAME:
+        return "name";
+    case CONFIG_T_HOST:
+        return "host[:port]";
+    case CONFIG_T_ADDR:
+        return (k->flags & CONFIG_F_OFF) ? "HOST:PORT or \"off\"" : "HOST:PORT";
+    case CONFIG_T_ADDR_LIST:
+        return "HOST:PORT, or a list";
+    case CONFIG_T_HOSTS:
+        return "host pattern, or a list";
+    case CONFIG_T_METHODS:
+        return "method, or a list";
+    case CONFIG_T_STATUSES:
+        snprintf(buf, len, "status %s..%s, or a list", lo, hi);
+        return buf;
+    case CONFIG_T_HEADER_NAMES:
+        return "header name, or a list";
+    case CONFIG_T_COOKIE_NAMES:
+        return "cookie name, or a list";
+    case CONFIG_T_QUERY_NAMES:
+        return "query parameter name, or a list";
+    case CONFIG_T_PATH:
+        return k->path_kind == CONFIG_PATH_REGEX ? "PCRE2 regex" : "path";
+    case CONFIG_T_UPSTREAM_REF:
+        return "upstream name";
+    case CONFIG_T_UPSTREAMS:
+        return "mapping: name -> upstream";
+    case CONFIG_T_ROUTES:
+        return "list of routes";
+    }
+    return "?";
+}
+
+/* Writes text indented by four spaces, wrapped at 78 columns. */
+static void
+config_schema_print_help(FILE *out, const char *text)
+{
+    size_t col = 0;
+
+    while (*text != '\0') {
+        size_t word = strcspn(text, " ");
+        if (col > 0 && col + 1 + word > 74) {
+            fputc('\n', out);
+            col = 0;
+        }
+        fprintf(out, "%s%.*s", col == 0 ? "    " : " ", (int)word, text);
+        col += (col == 0 ? 0 : 1) + word;
+        text += word;
+        text += strspn(text, " ");
+    }
+    fputs("\n\n", out);
+}
+
+static void
+config_schema_print_keys(FILE *out, const struct config_key *keys, const char *path)
+{
+    char kpath[128], sub[136], type[128];
+
+    for (const struct config_key *k = keys; k->name != NULL; k++) {
+        snprintf(kpath, sizeof(kpath), "%s%s%s", path, path[0] != '\0' ? "." : "", k->name);
+        fprintf(out, "%s: %s", kpath, config_schema_type_desc(k, type, sizeof(type)));
+        if (k->type == CONFIG_T_SECTION)
+            fputc('\n', out);
+        else if (k->def != NULL)
+            fprintf(out, "; default %s\n", k->def);
+        else
+            fprintf(out, "; %s\n", (k->flags & CONFIG_F_REQUIRED) ? "required" : "optional");
+        config_schema_print_help(out, k->help);
+        if (k->type == CONFIG_T_SECTION) {
+            config_schema_print_keys(out, k->sub, kpath);
+        } else if (k->type == CONFIG_T_UPSTREAMS) {
+            snprintf(sub, sizeof(sub), "%s.NAME", kpath);
+            config_schema_print_keys(out, k->sub, sub);
+        } else if (k->type == CONFIG_T_ROUTES) {
+            snprintf(sub, sizeof(sub), "%s[]", kpath);
+            config_schema_print_keys(out, k->sub, sub);
+        }
+    }
+}
+
+void
+config_print_reference(FILE *out)
+{
+    fprintf(out, "tailcache.yaml keys (durations: 150ms, 2s, 1m, 1h, 1d, 1y, a bare number is "
+                 "seconds;\nsizes: 512, 8k, 1m, 1g, 1t, binary multiples)\n\n");
+    config_schema_print_keys(out, config_schema_top, "");
+}

@@ -1,0 +1,769 @@
+/*
+ * conn_cache: the cache's part of a request on a caching route.
+ *
+ *   lookup   primary key -> (Vary marker -> variant key) -> entry
+ *   hit      a fresh COMPLETE response: delivered from the object
+ *   join     a BUSY object: wait for its head, then stream it as it fills
+ *            (read-while-writing); coalesce_timeout bounds the wait
+ *   miss     link a new BUSY object under the key (insert-or-get, so one
+ *            of any number of concurrent misses wins) and fetch it; the
+ *            response goes to this client as it arrives and is teed into
+ *            the object for everyone else
+ *   pass     not cacheable (method, hit-for-miss marker, HEAD miss)
+ *
+ * A fill that turns out not storable fails its object at once (waiters go
+ * on their own) and leaves a hit-for-miss marker so later requests do not
+ * queue behind fetches that cannot be shared. A fill that fails (upstream
+ * error, client gone, too big) fails its object: a waiter that has sent
+ * nothing fetches again, one that has sent part of the body is cut off,
+ * never handed a truncated body as complete.
+ *
+ * Runs on the connection's worker thread; the cache and objects are
+ * shared and thread-safe.
+ */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "cache.h"
+#include "cache_key.h"
+#include "cache_policy.h"
+#include "config.h"
+#include "conn_int.h"
+#include "log.h"
+#include "obj.h"
+#include "util.h"
+#include "worker.h"
+
+#define CONN_CACHE_SEP '\x1e' /* between the primary key and a variant's part */
+#define CONN_CACHE_MAX_LOOKUPS 3
+
+static atomic_uint_fast64_t conn_cache_vary_ids = 1;
+
+static int64_t
+conn_cache_now(void)
+{
+    return (int64_t)time(NULL);
+}
+
+static struct cache *
+conn_cache_store(const struct conn *c)
+{
+    return c->w->cache;
+}
+
+static const struct cache_policy_route *
+conn_cache_policy(const struct conn *c)
+{
+    return &c->x.gen->policies[c->x.route - c->x.gen->cfg->routes];
+}
+
+static void
+conn_cache_set_status(struct conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Cache-Status for a relayed response, as a header line. */
+static void
+conn_cache_set_status(struct conn *c, const char *fmt, ...)
+{
+    va_list ap;
+    int n = snprintf(c->x.cache_lines, sizeof(c->x.cache_lines), "Cache-Status: tailcache; ");
+    va_start(ap, fmt);
+    n += vsnprintf(c->x.cache_lines + n, sizeof(c->x.cache_lines) - (size_t)n - 2, fmt, ap);
+    va_end(ap);
+    if ((size_t)n > sizeof(c->x.cache_lines) - 3)
+        n = (int)sizeof(c->x.cache_lines) - 3;
+    memcpy(c->x.cache_lines + n, "\r\n", 3);
+}
+
+const char *
+conn_cache_response_lines(struct conn *c)
+{
+    return c->x.caching && c->x.cache_lines[0] != '\0' ? c->x.cache_lines : NULL;
+}
+
+/* --- keys ------------------------------------------------------------- */
+
+static void
+conn_cache_key_opts(const struct conn *c, struct cache_key_opts *o)
+{
+    const struct config_cache_key *k = &c->x.route->cache.key;
+    o->sort_query = k->sort_query;
+    o->ignore_query = k->ignore_query;
+    o->drop_params = k->drop_query;
+    o->ndrop_params = k->ndrop_query;
+    o->headers = k->headers;
+    o->nheaders = k->nheaders;
+    o->cookies = k->cookies;
+    o->ncookies = k->ncookies;
+}
+
+static bool
+conn_cache_key_grow(struct conn *c)
+{
+    size_t cap = c->key_cap ? c->key_cap * 2 : 1024;
+    if (cap > 256 * 1024)
+        return false;
+    char *k = realloc(c->key, cap);
+    if (k == NULL)
+        return false;
+    c->key = k;
+    c->key_cap = cap;
+    return true;
+}
+
+/* Builds the primary key of the current request into c->key. */
+static bool
+conn_cache_primary_key(struct conn *c)
+{
+    struct cache_key_opts o;
+    conn_cache_key_opts(c, &o);
+    for (;;) {
+        ssize_t n = c->key_cap ? cache_key_primary(c->key, c->key_cap, &c->req, "http", &o) : -1;
+        if (n >= 0) {
+            c->key_len = c->primary_len = (size_t)n;
+            c->key_hash = cache_hash(c->key, c->key_len);
+            return true;
+        }
+        if (!conn_cache_key_grow(c))
+            return false;
+    }
+}
+
+/* Appends the variant part for a Vary marker (id, names) to the primary key. */
+static bool
+conn_cache_variant_key(struct conn *c, uint64_t vary_id, const char *names, size_t names_len)
+{
+    for (;;) {
+        size_t used = c->primary_len;
+        int m = c->key_cap > used ? snprintf(c->key + used, c->key_cap - used, "%c%" PRIx64 "%c",
+                                             CONN_CACHE_SEP, vary_id, CONN_CACHE_SEP)
+                                  : -1;
+        if (m > 0 && used + (size_t)m < c->key_cap) {
+            used += (size_t)m;
+            ssize_t n = cache_key_variant(c->key + used, c->key_cap - used, names, names_len,
+                                          &c->req);
+            if (n >= 0) {
+                c->key_len = used + (size_t)n;
+                c->key_hash = cache_hash(c->key, c->key_len);
+                return true;
+            }
+            if (memchr(names, '*', names_len) != NULL)
+                return false;
+        }
+        if (!conn_cache_key_grow(c))
+            return false;
+    }
+}
+
+/* --- delivering cached objects ------------------------------------------ */
+
+static void conn_cache_lookup(struct conn *c);
+static void conn_cache_fail_fill(struct conn *c);
+static void conn_cache_pass(struct conn *c, const char *fwd);
+
+static void
+conn_cache_stop_timer(struct conn *c)
+{
+    if (c->ev_coalesce != NULL)
+        event_del(c->ev_coalesce);
+}
+
+/* Sends more of the object; finishes or cuts the exchange at the end. */
+static void
+conn_cache_pump(struct conn *c)
+{
+    struct conn_exchange *x = &c->x;
+    uint64_t before = x->dlv.sent;
+    enum deliver_result r = deliver_pump(&x->dlv, bufferevent_get_output(c->bev), CONN_OUT_HIGH);
+    x->body_bytes += x->dlv.sent - before;
+    c->w->stats.bytes_to_clients += x->dlv.sent - before;
+    switch (r) {
+    case DELIVER_MORE:
+    case DELIVER_WAIT:
+        return;
+    case DELIVER_DONE:
+        x->resp_done = true;
+        conn_finish(c);
+        return;
+    case DELIVER_FAIL:
+        log_info("conn=%" PRIu64 ": the fetch this response streamed from failed; cutting",
+                 c->id);
+        conn_abort(c);
+        return;
+    }
+}
+
+/* Writes the head of o for this client and starts the body. Returns false
+ * when o has no head yet (still BUSY, or FAILED). */
+static bool
+conn_cache_deliver(struct conn *c, struct obj *o, const char *status, int64_t age,
+                   bool not_modified)
+{
+    struct conn_exchange *x = &c->x;
+    struct deliver_head h = {
+        .age = age,
+        .cache_status = status,
+        .client_10 = c->req.head.version_minor == 0,
+        .head_request = c->req.method_id == HTTP_M_HEAD,
+        .not_modified = not_modified,
+        .close = c->close_after,
+    };
+    if (h.client_10) {
+        if (c->req.head.conn_keep_alive && !c->close_after)
+            h.keep_alive_10 = true;
+        else
+            h.close = true;
+    }
+    bool close_needed;
+    if (deliver_start(&x->dlv, c->ev_wake, bufferevent_get_output(c->bev), o, &h,
+                      &close_needed) < 0)
+        return false;
+    if (close_needed || h.close)
+        c->close_after = true;
+    x->delivering = true;
+    x->resp_started = true;
+    x->status = not_modified ? 304 : o->status;
+    conn_cache_stop_timer(c);
+    conn_cache_pump(c);
+    return true;
+}
+
+/* The object we wait on or stream from changed (filling thread woke us). */
+static void
+conn_cache_on_wake(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+    struct conn_exchange *x = &c->x;
+    char status[96];
+    (void)fd;
+    (void)what;
+    if (c->state != CONN_S_PROXY || x->dlv.o == NULL)
+        return; /* a late wake for an exchange that is over */
+    if (x->delivering) {
+        conn_cache_pump(c);
+        return;
+    }
+    struct obj *o = x->dlv.o;
+    snprintf(status, sizeof(status), "tailcache; fwd=miss; collapsed");
+    if (conn_cache_deliver(c, o, status, 0, false))
+        return;
+    if (obj_get_state(o) == OBJ_BUSY)
+        return; /* no head yet */
+    /* The fetch we waited on failed or was not storable: look again (a
+     * hit-for-miss marker or a Vary marker may be there now). */
+    deliver_stop(&x->dlv);
+    conn_cache_stop_timer(c);
+    conn_cache_lookup(c);
+}
+
+/* coalesce_timeout: stop waiting for another request's fetch. */
+static void
+conn_cache_on_coalesce_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+    (void)fd;
+    (void)what;
+    if (c->state != CONN_S_PROXY || c->x.delivering || c->x.dlv.o == NULL)
+        return;
+    log_info("conn=%" PRIu64 ": waited coalesce_timeout for another fetch; fetching alone",
+             c->id);
+    deliver_stop(&c->x.dlv);
+    c->w->stats.cache_coalesce_timeouts++;
+    conn_cache_pass(c, "miss; detail=coalesce-timeout");
+}
+
+static bool
+conn_cache_events(struct conn *c)
+{
+    if (c->ev_wake == NULL)
+        c->ev_wake = event_new(c->w->base, -1, 0, conn_cache_on_wake, c);
+    if (c->ev_coalesce == NULL)
+        c->ev_coalesce = evtimer_new(c->w->base, conn_cache_on_coalesce_timeout, c);
+    return c->ev_wake != NULL && c->ev_coalesce != NULL;
+}
+
+/* Waits for o's fetch (another request's) and streams it once it has a head. */
+static void
+conn_cache_join(struct conn *c, struct obj *o)
+{
+    struct conn_exchange *x = &c->x;
+    const struct config *cfg = conn_cfg(c);
+    struct timeval tv = {cfg->coalesce_timeout_ms / 1000, (cfg->coalesce_timeout_ms % 1000) * 1000};
+    x->coalesced = true;
+    x->outcome = "coalesced";
+    c->w->stats.cache_coalesced++;
+    deliver_wait_head(&x->dlv, c->ev_wake, o);
+    evtimer_add(c->ev_coalesce, &tv);
+}
+
+/* --- lookup ------------------------------------------------------------ */
+
+/* Sends the request upstream without the cache (nothing stored). */
+static void
+conn_cache_pass(struct conn *c, const char *fwd)
+{
+    c->x.outcome = c->x.coalesced ? "coalesced" : "pass";
+    c->w->stats.cache_pass++;
+    conn_cache_set_status(c, "fwd=%s", fwd);
+    conn_upstream_send(c);
+}
+
+/* Becomes the leader: links a BUSY object under the key and fetches. */
+static void
+conn_cache_miss(struct conn *c, const char *fwd)
+{
+    struct conn_exchange *x = &c->x;
+    struct cache *cache = conn_cache_store(c);
+
+    if (c->req.method_id == HTTP_M_HEAD) {
+        /* A HEAD response has no body to fill a GET object with. */
+        conn_cache_pass(c, "miss; detail=head");
+        return;
+    }
+    struct obj *o = obj_new(OBJ_KIND_RESPONSE, c->key, c->key_len, c->key_hash);
+    struct obj *other = cache_insert_or_get(cache, o);
+    if (other != NULL) {
+        /* Another request got there first: join its fetch. */
+        obj_unref(&o);
+        if (obj_get_state(other) == OBJ_BUSY) {
+            conn_cache_join(c, other);
+            obj_unref(&other);
+            return;
+        }
+        obj_unref(&other);
+        conn_cache_pass(c, "miss");
+        return;
+    }
+    x->fill = o;
+    x->outcome = "miss";
+    x->request_time = conn_cache_now();
+    c->w->stats.cache_misses++;
+    conn_cache_set_status(c, "fwd=%s", fwd);
+    conn_upstream_send(c);
+}
+
+/* Decides what to do with a COMPLETE response entry. */
+static void
+conn_cache_serve_complete(struct conn *c, struct obj *o)
+{
+    struct conn_exchange *x = &c->x;
+    const struct cache_policy_route *pol = conn_cache_policy(c);
+    struct cache_policy_cc req_cc;
+    struct cache_policy_info info;
+    struct obj_meta meta;
+    int64_t now = conn_cache_now();
+    char status[96];
+
+    obj_get_meta(o, &meta);
+    cache_policy_cc_request(&c->req, &req_cc);
+    enum cache_policy_decision d =
+        cache_policy_decide(&meta, &req_cc, pol->honour_client_no_cache, now, &info);
+    if (d == CACHE_POLICY_STALE) {
+        /* Expired (or the client asked to revalidate): fetch it anew. The
+         * new object replaces the stale one for everyone at its head. */
+        cache_remove(conn_cache_store(c), c->key, c->key_len, c->key_hash, o);
+        c->w->stats.cache_expired++;
+        conn_cache_miss(c, info.stale ? "stale" : "request");
+        return;
+    }
+    /* FRESH, or stale within stale-while-revalidate (served as is). */
+    struct cache_policy_validators v;
+    pthread_mutex_lock(&o->mu);
+    cache_policy_validators(o->head, o->head_len, &v);
+    bool nm = cache_policy_not_modified(&c->req, o->status, &v, meta.date_value, now);
+    pthread_mutex_unlock(&o->mu);
+    snprintf(status, sizeof(status), "tailcache; hit; ttl=%" PRId64 "; detail=memory",
+             info.ttl_left);
+    x->outcome = d == CACHE_POLICY_FRESH ? "hit" : "stale";
+    c->w->stats.cache_hits++;
+    if (!conn_cache_deliver(c, o, status, info.age, nm))
+        conn_cache_miss(c, "miss"); /* cannot happen for COMPLETE; stay safe */
+}
+
+/* Looks the request up and serves, joins, fetches or passes it. */
+static void
+conn_cache_lookup(struct conn *c)
+{
+    struct conn_exchange *x = &c->x;
+    struct cache *cache = conn_cache_store(c);
+
+    if (++x->lookups > CONN_CACHE_MAX_LOOKUPS) {
+        conn_cache_pass(c, "miss; detail=retries");
+        return;
+    }
+    if (!conn_cache_primary_key(c)) {
+        conn_cache_pass(c, "bypass; detail=key-too-long");
+        return;
+    }
+    x->via_vary = false;
+    struct obj *o = cache_lookup(cache, c->key, c->key_len, c->key_hash);
+    if (o != NULL && o->kind == OBJ_KIND_VARY) {
+        size_t n = strlen(o->vary);
+        if (n >= sizeof(x->vary_names) ||
+            !conn_cache_variant_key(c, o->vary_id, o->vary, n)) {
+            obj_unref(&o);
+            conn_cache_pass(c, "bypass; detail=vary");
+            return;
+        }
+        x->via_vary = true;
+        x->vary_id = o->vary_id;
+        memcpy(x->vary_names, o->vary, n + 1);
+        obj_unref(&o);
+        o = cache_lookup(cache, c->key, c->key_len, c->key_hash);
+    }
+    if (o == NULL) {
+        bool evicted = cache_was_evicted(cache, c->key_hash);
+        if (evicted)
+            c->w->stats.cache_miss_evicted++;
+        conn_cache_miss(c, x->via_vary ? "vary-miss" : "uri-miss");
+        return;
+    }
+    if (o->kind == OBJ_KIND_HIT_FOR_MISS) {
+        if (o->expires_at > conn_cache_now()) {
+            obj_unref(&o);
+            c->w->stats.cache_hit_for_miss++;
+            conn_cache_pass(c, "uri-miss; detail=hit-for-miss");
+            return;
+        }
+        cache_remove(cache, c->key, c->key_len, c->key_hash, o);
+        obj_unref(&o);
+        conn_cache_miss(c, "uri-miss");
+        return;
+    }
+    switch (obj_get_state(o)) {
+    case OBJ_BUSY:
+        conn_cache_join(c, o);
+        break;
+    case OBJ_COMPLETE:
+        conn_cache_serve_complete(c, o);
+        break;
+    case OBJ_FAILED:
+        cache_remove(cache, c->key, c->key_len, c->key_hash, o);
+        conn_cache_miss(c, "miss");
+        break;
+    }
+    obj_unref(&o);
+}
+
+/* --- invalidation (RFC 9111 4.4) -------------------------------------- */
+
+/* Removes the entry for path?query on the request's host (as a GET). */
+static void
+conn_cache_invalidate_uri(struct conn *c, const char *path, size_t path_len, const char *query,
+                          size_t query_len)
+{
+    struct http_request *r = &c->req;
+    const char *spath = r->path, *squery = r->query;
+    size_t spath_len = r->path_len, squery_len = r->query_len;
+    enum http_method smethod = r->method_id;
+    r->path = path;
+    r->path_len = path_len;
+    r->query = query;
+    r->query_len = query_len;
+    r->method_id = HTTP_M_GET;
+    if (conn_cache_primary_key(c) &&
+        cache_remove(conn_cache_store(c), c->key, c->key_len, c->key_hash, NULL))
+        c->w->stats.cache_invalidations++;
+    r->path = spath;
+    r->path_len = spath_len;
+    r->query = squery;
+    r->query_len = squery_len;
+    r->method_id = smethod;
+}
+
+/* Location / Content-Location of a successful unsafe request, same host only. */
+static void
+conn_cache_invalidate_location(struct conn *c, const struct http_header *h)
+{
+    const char *v = h->value, *end = h->value + h->value_len;
+    if (h->value_len > 7 && strncasecmp(v, "http://", 7) == 0) {
+        const char *host = v + 7;
+        const char *slash = memchr(host, '/', (size_t)(end - host));
+        size_t host_len = slash != NULL ? (size_t)(slash - host) : (size_t)(end - host);
+        if (c->req.host == NULL || host_len != c->req.host_len ||
+            strncasecmp(host, c->req.host, host_len) != 0 || slash == NULL)
+            return;
+        v = slash;
+    }
+    if (v >= end || *v != '/')
+        return;
+    const char *q = memchr(v, '?', (size_t)(end - v));
+    const char *frag = memchr(v, '#', (size_t)(end - v));
+    if (frag != NULL)
+        end = frag;
+    if (q != NULL && q < end)
+        conn_cache_invalidate_uri(c, v, (size_t)(q - v), q + 1, (size_t)(end - q - 1));
+    else
+        conn_cache_invalidate_uri(c, v, (size_t)(end - v), NULL, 0);
+}
+
+static void
+conn_cache_invalidate(struct conn *c)
+{
+    conn_cache_invalidate_uri(c, c->req.path, c->req.path_len, c->req.query, c->req.query_len);
+    for (unsigned i = 0; i < c->resp.head.nheaders; i++) {
+        const struct http_header *h = &c->resp.head.headers[i];
+        if (http_str_ieq(h->name, h->name_len, "location") ||
+            http_str_ieq(h->name, h->name_len, "content-location"))
+            conn_cache_invalidate_location(c, h);
+    }
+}
+
+/* --- entry points ------------------------------------------------------ */
+
+bool
+conn_cache_begin(struct conn *c)
+{
+    struct conn_exchange *x = &c->x;
+    if (!x->route->cache.enabled || conn_cache_store(c) == NULL)
+        return false;
+    x->caching = true;
+    switch (c->req.method_id) {
+    case HTTP_M_GET:
+    case HTTP_M_HEAD:
+        break;
+    case HTTP_M_POST:
+    case HTTP_M_PUT:
+    case HTTP_M_PATCH:
+    case HTTP_M_DELETE:
+        x->cache_invalidate = true;
+        /* fallthrough */
+    default:
+        x->outcome = "pass";
+        c->w->stats.cache_pass++;
+        conn_cache_set_status(c, "fwd=method");
+        return false;
+    }
+    if (!conn_cache_events(c)) {
+        conn_cache_pass(c, "bypass; detail=no-memory");
+        return true;
+    }
+    conn_cache_lookup(c);
+    return true;
+}
+
+/* Tee: copies body bytes into the object being filled. */
+static void
+conn_cache_tee(void *arg, struct evbuffer *src, size_t n)
+{
+    struct conn *c = arg;
+    struct conn_exchange *x = &c->x;
+    struct evbuffer_iovec v[16];
+    struct evbuffer_ptr pos;
+    size_t done = 0;
+
+    if (x->fill == NULL)
+        return;
+    if (x->fill->body_len + n > conn_cfg(c)->cache_max_object) {
+        log_info("conn=%" PRIu64 ": response over cache.memory.max_object_size; not stored",
+                 c->id);
+        conn_cache_fail_fill(c); /* the relay to this client goes on */
+        return;
+    }
+    evbuffer_ptr_set(src, &pos, 0, EVBUFFER_PTR_SET);
+    while (done < n) {
+        int k = evbuffer_peek(src, (ssize_t)(n - done), &pos, v, 16);
+        if (k <= 0)
+            break;
+        for (int i = 0; i < k && i < 16 && done < n; i++) {
+            size_t len = v[i].iov_len < n - done ? v[i].iov_len : n - done;
+            if (obj_append(x->fill, v[i].iov_base, len) < 0) {
+                conn_cache_fail_fill(c);
+                return;
+            }
+            done += len;
+        }
+        evbuffer_ptr_set(src, &pos, done, EVBUFFER_PTR_SET);
+    }
+}
+
+/* Fails the fill: unlinks it, wakes its waiters. */
+static void
+conn_cache_fail_fill(struct conn *c)
+{
+    struct conn_exchange *x = &c->x;
+    if (x->fill == NULL)
+        return;
+    cache_remove(conn_cache_store(c), x->fill->key, x->fill->key_len, x->fill->hash, x->fill);
+    if (obj_get_state(x->fill) == OBJ_BUSY)
+        obj_finish(x->fill, OBJ_FAILED);
+    obj_unref(&x->fill);
+}
+
+/* The response is not storable: release waiters and remember for a while. */
+static void
+conn_cache_hit_for_miss(struct conn *c, const char *reason)
+{
+    struct conn_exchange *x = &c->x;
+    struct obj *m = obj_new(OBJ_KIND_HIT_FOR_MISS, x->fill->key, x->fill->key_len, x->fill->hash);
+    m->expires_at = conn_cache_now() + (conn_cfg(c)->hit_for_miss_ms + 999) / 1000;
+    obj_finish(m, OBJ_COMPLETE);
+    /* The marker replaces the BUSY object; its waiters see FAILED and
+     * look again, finding the marker. */
+    cache_insert(conn_cache_store(c), m);
+    obj_unref(&m);
+    if (obj_get_state(x->fill) == OBJ_BUSY)
+        obj_finish(x->fill, OBJ_FAILED);
+    obj_unref(&x->fill);
+    c->w->stats.cache_not_stored++;
+    x->outcome = "pass";
+    conn_cache_set_status(c, "fwd=miss; detail=%s", reason);
+}
+
+/* A Vary response: key the fill by the variant, under a (new) marker. */
+static bool
+conn_cache_rekey_variant(struct conn *c, const char *names, size_t names_len)
+{
+    struct conn_exchange *x = &c->x;
+    struct cache *cache = conn_cache_store(c);
+    if (x->via_vary && strcmp(x->vary_names, names) == 0)
+        return true; /* already keyed by this variant */
+    if (names_len >= sizeof(x->vary_names))
+        return false;
+    /* A new marker under the primary key; its id makes every older
+     * variant unreachable, so a changed Vary can never resurrect them. */
+    uint64_t id = atomic_fetch_add(&conn_cache_vary_ids, 1);
+    struct obj *marker = obj_new(OBJ_KIND_VARY, c->key, c->primary_len,
+                                 cache_hash(c->key, c->primary_len));
+    marker->vary = util_xstrndup(names, names_len);
+    marker->vary_id = id;
+    obj_finish(marker, OBJ_COMPLETE);
+    if (!conn_cache_variant_key(c, id, names, names_len)) {
+        obj_unref(&marker);
+        return false;
+    }
+    cache_insert(cache, marker);
+    obj_unref(&marker);
+    /* The BUSY object under the primary key (replaced by the marker)
+     * fails; its waiters look again and find the marker. */
+    if (obj_get_state(x->fill) == OBJ_BUSY)
+        obj_finish(x->fill, OBJ_FAILED);
+    obj_unref(&x->fill);
+    x->fill = obj_new(OBJ_KIND_RESPONSE, c->key, c->key_len, c->key_hash);
+    cache_insert(cache, x->fill);
+    x->via_vary = true;
+    x->vary_id = id;
+    memcpy(x->vary_names, names, names_len);
+    x->vary_names[names_len] = '\0';
+    return true;
+}
+
+void
+conn_cache_on_response_head(struct conn *c)
+{
+    struct conn_exchange *x = &c->x;
+    const struct http_response *resp = x->resp;
+    const struct cache_policy_route *pol;
+    enum cache_policy_reason reason;
+    int64_t now = conn_cache_now();
+    char names[256];
+
+    if (x->cache_invalidate) {
+        if (resp->status >= 200 && resp->status < 400)
+            conn_cache_invalidate(c);
+        return;
+    }
+    if (x->fill == NULL)
+        return;
+    pol = conn_cache_policy(c);
+    if (!cache_policy_storable(&c->req, resp, pol, now, &reason)) {
+        conn_cache_hit_for_miss(c, cache_policy_reason_name(reason));
+        return;
+    }
+    if (resp->head.framing == HTTP_FRAMING_LENGTH &&
+        resp->head.content_length > conn_cfg(c)->cache_max_object) {
+        conn_cache_hit_for_miss(c, "too-big");
+        return;
+    }
+    ssize_t nn = cache_key_vary_names(names, sizeof(names), &resp->head);
+    if (nn < 0) {
+        conn_cache_hit_for_miss(c, "vary");
+        return;
+    }
+    if (nn > 0 && !conn_cache_rekey_variant(c, names, (size_t)nn)) {
+        conn_cache_hit_for_miss(c, "vary");
+        return;
+    }
+
+    struct obj_meta meta;
+    cache_policy_meta(resp, pol, x->request_time, now, &meta);
+    char small[4096];
+    char *head = small;
+    size_t need = cache_policy_stored_head(resp, pol, now, small, sizeof(small));
+    if (need >= sizeof(small)) {
+        head = malloc(need + 1);
+        if (head == NULL) {
+            conn_cache_fail_fill(c);
+            return;
+        }
+        cache_policy_stored_head(resp, pol, now, head, need + 1);
+    }
+    uint64_t body_max =
+        resp->head.framing == HTTP_FRAMING_LENGTH ? resp->head.content_length
+        : resp->head.framing == HTTP_FRAMING_NONE ? 0
+                                                  : UINT64_MAX;
+    int rc = obj_set_head(x->fill, resp->status, head, need, body_max, &meta);
+    if (head != small)
+        free(head);
+    if (rc < 0) {
+        conn_cache_fail_fill(c);
+        return;
+    }
+    x->resp_body.tee = conn_cache_tee;
+    x->resp_body.tee_arg = c;
+    c->w->stats.cache_stored++;
+    conn_cache_set_status(c, "fwd=%s; stored; ttl=%" PRId64,
+                          strstr(c->x.cache_lines, "fwd=stale") != NULL ? "stale" : "miss",
+                          meta.lifetime);
+}
+
+void
+conn_cache_on_response_done(struct conn *c)
+{
+    struct conn_exchange *x = &c->x;
+    if (x->fill == NULL)
+        return;
+    if (obj_get_state(x->fill) == OBJ_BUSY)
+        obj_finish(x->fill, OBJ_COMPLETE);
+    cache_recharge(conn_cache_store(c), x->fill);
+    obj_unref(&x->fill);
+}
+
+void
+conn_cache_end(struct conn *c)
+{
+    struct conn_exchange *x = &c->x;
+    conn_cache_fail_fill(c);
+    if (x->resp_body.tee != NULL) {
+        x->resp_body.tee = NULL;
+        x->resp_body.tee_arg = NULL;
+    }
+    deliver_stop(&x->dlv);
+    x->delivering = false;
+    conn_cache_stop_timer(c);
+}
+
+void
+conn_cache_on_write(struct conn *c)
+{
+    if (c->x.delivering && !c->x.resp_done)
+        conn_cache_pump(c);
+}
+
+void
+conn_cache_free(struct conn *c)
+{
+    if (c->ev_wake != NULL)
+        event_free(c->ev_wake);
+    if (c->ev_coalesce != NULL)
+        event_free(c->ev_coalesce);
+    free(c->key);
+}

@@ -1,0 +1,243 @@
+/*
+ * obj: see obj.h.
+ *
+ * Segments grow geometrically (4 KiB up to 256 KiB) so a small object is
+ * one small allocation and a large one is a few hundred; when the body
+ * length is known up front the first segment is sized to fit it, so most
+ * objects keep their body in one piece.
+ */
+#include "obj.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define OBJ_SEG_MIN (4 * 1024)
+#define OBJ_SEG_MAX (256 * 1024)
+
+static const char *const obj_state_names[] = {
+#define OBJ_STATE_NAME(name) #name,
+    OBJ_STATES(OBJ_STATE_NAME)
+#undef OBJ_STATE_NAME
+};
+
+const char *
+obj_state_name(enum obj_state s)
+{
+    return obj_state_names[s];
+}
+
+struct obj *
+obj_new(enum obj_kind kind, const char *key, size_t key_len, uint64_t hash)
+{
+    struct obj *o = calloc(1, sizeof(*o) + key_len + 1);
+    if (o == NULL)
+        abort();
+    atomic_init(&o->refs, 1);
+    pthread_mutex_init(&o->mu, NULL);
+    o->state = OBJ_BUSY;
+    o->kind = kind;
+    o->hash = hash;
+    o->key = (char *)(o + 1);
+    memcpy(o->key, key, key_len);
+    o->key[key_len] = '\0';
+    o->key_len = key_len;
+    o->body_max = UINT64_MAX;
+    TAILQ_INIT(&o->waiters);
+    return o;
+}
+
+struct obj *
+obj_ref(struct obj *o)
+{
+    unsigned prev = atomic_fetch_add_explicit(&o->refs, 1, memory_order_relaxed);
+    assert(prev > 0);
+    (void)prev;
+    return o;
+}
+
+static void
+obj_free(struct obj *o)
+{
+    struct obj_segment *s = o->first;
+    assert(!o->linked);
+    assert(TAILQ_EMPTY(&o->waiters));
+    while (s != NULL) {
+        struct obj_segment *next = s->next;
+        free(s);
+        s = next;
+    }
+    free(o->head);
+    free(o->vary);
+    pthread_mutex_destroy(&o->mu);
+    free(o);
+}
+
+void
+obj_unref(struct obj **op)
+{
+    struct obj *o = *op;
+    if (o == NULL)
+        return;
+    *op = NULL;
+    unsigned prev = atomic_fetch_sub_explicit(&o->refs, 1, memory_order_acq_rel);
+    assert(prev > 0);
+    if (prev == 1)
+        obj_free(o);
+}
+
+static void
+obj_wake_locked(struct obj *o)
+{
+    struct obj_waiter *w;
+    TAILQ_FOREACH(w, &o->waiters, link)
+        w->wake(w->arg);
+}
+
+int
+obj_set_head(struct obj *o, int status, const char *head, size_t head_len, uint64_t body_max,
+             const struct obj_meta *meta)
+{
+    char *copy = malloc(head_len + 1);
+    if (copy == NULL)
+        return -1;
+    memcpy(copy, head, head_len);
+    copy[head_len] = '\0';
+    pthread_mutex_lock(&o->mu);
+    assert(o->state == OBJ_BUSY && o->head == NULL && o->body_len == 0);
+    o->status = status;
+    o->head = copy;
+    o->head_len = head_len;
+    o->body_max = body_max;
+    o->meta = *meta;
+    obj_wake_locked(o);
+    pthread_mutex_unlock(&o->mu);
+    return 0;
+}
+
+static struct obj_segment *
+obj_segment_new(const struct obj *o, size_t want)
+{
+    size_t cap = OBJ_SEG_MIN;
+    if (o->body_max != UINT64_MAX && o->body_max - o->body_len <= OBJ_SEG_MAX * 4)
+        cap = (size_t)(o->body_max - o->body_len); /* the rest fits in one segment */
+    else if (o->last != NULL)
+        cap = o->last->cap * 2 > OBJ_SEG_MAX ? OBJ_SEG_MAX : o->last->cap * 2;
+    if (cap < want && want <= OBJ_SEG_MAX)
+        cap = want;
+    if (cap < OBJ_SEG_MIN / 4)
+        cap = OBJ_SEG_MIN / 4;
+    struct obj_segment *s = malloc(sizeof(*s) + cap);
+    if (s != NULL) {
+        s->next = NULL;
+        s->len = 0;
+        s->cap = cap;
+    }
+    return s;
+}
+
+int
+obj_append(struct obj *o, const void *data, size_t len)
+{
+    const char *p = data;
+    /* Only the filling thread appends, so the tail segment's free space is
+     * ours to write without the lock; publishing the new length (and any
+     * new segment) happens under it. */
+    assert(o->state == OBJ_BUSY);
+    while (len > 0) {
+        struct obj_segment *s = o->last;
+        if (s == NULL || s->len == s->cap) {
+            s = obj_segment_new(o, len);
+            if (s == NULL)
+                return -1;
+            pthread_mutex_lock(&o->mu);
+            if (o->last != NULL)
+                o->last->next = s;
+            else
+                o->first = s;
+            o->last = s;
+            pthread_mutex_unlock(&o->mu);
+        }
+        size_t n = s->cap - s->len < len ? s->cap - s->len : len;
+        memcpy(s->data + s->len, p, n);
+        pthread_mutex_lock(&o->mu);
+        s->len += n;
+        o->body_len += n;
+        pthread_mutex_unlock(&o->mu);
+        p += n;
+        len -= n;
+    }
+    pthread_mutex_lock(&o->mu);
+    obj_wake_locked(o);
+    pthread_mutex_unlock(&o->mu);
+    return 0;
+}
+
+void
+obj_finish(struct obj *o, enum obj_state to)
+{
+    pthread_mutex_lock(&o->mu);
+    if (o->state != OBJ_BUSY || to == OBJ_BUSY) {
+        fprintf(stderr, "tailcache: obj: illegal state change %s -> %s\n",
+                obj_state_name(o->state), obj_state_name(to));
+        abort();
+    }
+    o->state = to;
+    obj_wake_locked(o);
+    pthread_mutex_unlock(&o->mu);
+}
+
+enum obj_state
+obj_get_state(struct obj *o)
+{
+    pthread_mutex_lock(&o->mu);
+    enum obj_state s = o->state;
+    pthread_mutex_unlock(&o->mu);
+    return s;
+}
+
+void
+obj_set_meta(struct obj *o, const struct obj_meta *meta)
+{
+    pthread_mutex_lock(&o->mu);
+    o->meta = *meta;
+    pthread_mutex_unlock(&o->mu);
+}
+
+void
+obj_get_meta(struct obj *o, struct obj_meta *out)
+{
+    pthread_mutex_lock(&o->mu);
+    *out = o->meta;
+    pthread_mutex_unlock(&o->mu);
+}
+
+void
+obj_wait(struct obj *o, struct obj_waiter *w)
+{
+    pthread_mutex_lock(&o->mu);
+    TAILQ_INSERT_TAIL(&o->waiters, w, link);
+    pthread_mutex_unlock(&o->mu);
+}
+
+void
+obj_unwait(struct obj *o, struct obj_waiter *w)
+{
+    pthread_mutex_lock(&o->mu);
+    TAILQ_REMOVE(&o->waiters, w, link);
+    pthread_mutex_unlock(&o->mu);
+}
+
+size_t
+obj_size(const struct obj *o)
+{
+    /* Read without the lock: the filling thread calls it (cache_recharge
+     * after completion) and the fields it reads are then final. */
+    size_t n = sizeof(*o) + o->key_len + 1 + o->head_len;
+    for (const struct obj_segment *s = o->first; s != NULL; s = s->next)
+        n += sizeof(*s) + s->cap;
+    if (o->vary != NULL)
+        n += strlen(o->vary) + 1;
+    return n;
+}
