@@ -24,7 +24,6 @@
 #include "conn.h"
 
 #include <arpa/inet.h>
-#include <assert.h>
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -32,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -171,43 +171,26 @@ conn_close_after_flush(struct conn *c)
     bufferevent_enable(c->bev, EV_WRITE);
 }
 
-void
-conn_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *sa, int salen)
+/* Wraps a connected socket in a connection; NULL (socket closed) on failure. */
+static struct conn *
+conn_new(struct worker *w, evutil_socket_t fd)
 {
-    int one = 1;
     struct conn *c = calloc(1, sizeof(*c));
     if (c == NULL) {
         evutil_closesocket(fd);
-        return;
+        return NULL;
     }
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
     if (c->bev == NULL) {
         evutil_closesocket(fd);
         free(c);
-        return;
+        return NULL;
     }
     c->w = w;
     c->id = ++w->next_conn_id * 256 + w->idx;
     c->state = CONN_S_IDLE;
-    uint16_t port = 0;
-    if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-        inet_ntop(AF_INET, &in->sin_addr, c->peer_ip, sizeof(c->peer_ip));
-        port = ntohs(in->sin_port);
-        snprintf(c->peer, sizeof(c->peer), "%s:%u", c->peer_ip, port);
-    } else if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-        inet_ntop(AF_INET6, &in6->sin6_addr, c->peer_ip, sizeof(c->peer_ip));
-        port = ntohs(in6->sin6_port);
-        snprintf(c->peer, sizeof(c->peer), "[%s]:%u", c->peer_ip, port);
-    } else {
-        snprintf(c->peer_ip, sizeof(c->peer_ip), "unknown");
-        snprintf(c->peer, sizeof(c->peer), "unknown");
-    }
     TAILQ_INSERT_TAIL(&w->conns, c, link);
     w->nconns++;
-    w->stats.connections_accepted++;
     w->stats.connections_active++;
     bufferevent_setcb(c->bev, conn_on_read, conn_on_write, conn_on_event, c);
     bufferevent_setwatermark(c->bev, EV_READ, 0, CONN_IN_HIGH);
@@ -216,6 +199,95 @@ conn_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *sa, int
     bufferevent_set_max_single_write(c->bev, CONN_IO_MAX);
     conn_set_client_timeouts(c, conn_cfg(c)->client_header_timeout_ms);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    return c;
+}
+
+void
+conn_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *sa, int salen)
+{
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    struct conn *c = conn_new(w, fd);
+    if (c == NULL)
+        return;
+    w->stats.connections_accepted++;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, c->peer_ip, sizeof(c->peer_ip));
+        snprintf(c->peer, sizeof(c->peer), "%s:%u", c->peer_ip, ntohs(in->sin_port));
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, c->peer_ip, sizeof(c->peer_ip));
+        snprintf(c->peer, sizeof(c->peer), "[%s]:%u", c->peer_ip, ntohs(in6->sin6_port));
+    } else {
+        snprintf(c->peer_ip, sizeof(c->peer_ip), "unknown");
+        snprintf(c->peer, sizeof(c->peer), "unknown");
+    }
+}
+
+/*
+ * The client end of an internal request: reads and discards the answer,
+ * frees itself at EOF. Kept on a per-thread list so a worker that exits
+ * with refreshes in flight frees them too.
+ */
+struct conn_sink {
+    struct bufferevent *bev;
+    TAILQ_ENTRY(conn_sink) link;
+};
+
+static __thread TAILQ_HEAD(, conn_sink) conn_sinks = {NULL, NULL};
+
+static void
+conn_sink_free(struct conn_sink *s)
+{
+    TAILQ_REMOVE(&conn_sinks, s, link);
+    bufferevent_free(s->bev);
+    free(s);
+}
+
+static void
+conn_sink_on_read(struct bufferevent *bev, void *arg)
+{
+    evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
+}
+
+static void
+conn_sink_on_event(struct bufferevent *bev, short what, void *arg)
+{
+    conn_sink_free(arg);
+}
+
+int
+conn_start_internal(struct worker *w, const char *head, size_t len)
+{
+    int sv[2];
+    struct conn_sink *s = NULL;
+    if (conn_sinks.tqh_last == NULL)
+        TAILQ_INIT(&conn_sinks);
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
+        return -1;
+    s = calloc(1, sizeof(*s));
+    if (s == NULL || (s->bev = bufferevent_socket_new(w->base, sv[1], BEV_OPT_CLOSE_ON_FREE)) == NULL) {
+        free(s);
+        close(sv[0]);
+        close(sv[1]);
+        return -1;
+    }
+    struct conn *c = conn_new(w, sv[0]);
+    if (c == NULL) {
+        bufferevent_free(s->bev);
+        free(s);
+        return -1;
+    }
+    c->internal = true;
+    c->close_after = true;
+    snprintf(c->peer_ip, sizeof(c->peer_ip), "127.0.0.1");
+    snprintf(c->peer, sizeof(c->peer), "internal");
+    TAILQ_INSERT_TAIL(&conn_sinks, s, link);
+    bufferevent_setcb(s->bev, conn_sink_on_read, NULL, conn_sink_on_event, s);
+    bufferevent_write(s->bev, head, len);
+    bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+    return 0;
 }
 
 void
@@ -238,6 +310,9 @@ conn_close_all(struct worker *w)
     struct conn *c;
     while ((c = TAILQ_FIRST(&w->conns)) != NULL)
         conn_close(c);
+    if (conn_sinks.tqh_last != NULL)
+        while (!TAILQ_EMPTY(&conn_sinks))
+            conn_sink_free(TAILQ_FIRST(&conn_sinks));
 }
 
 /* --- access log and accounting ---------------------------------------- */
@@ -346,6 +421,8 @@ void
 conn_respond_error(struct conn *c, int status)
 {
     struct conn_exchange *x = &c->x;
+    if (x->caching && !x->resp_started && status >= 500 && conn_cache_stale_on_error(c))
+        return;
     if (x->resp_started) {
         conn_abort(c);
         return;
@@ -427,9 +504,10 @@ conn_process(struct conn *c)
             c->head_cap = (size_t)r;
         }
         evbuffer_remove(in, c->head, (size_t)r);
+        c->head_len = (size_t)r;
         /* Parse the private copy so every field points into c->head. */
         ssize_t r2 = http_parse_request(c->head, (size_t)r, &cfg->limits, &c->req);
-        assert(r2 == r);
+        UTIL_ASSERT(r2 == r);
         (void)r2;
         conn_set_state(c, CONN_S_PROXY);
         conn_upstream_begin(c);
@@ -581,6 +659,7 @@ conn_upstream_send(struct conn *c)
         .framing = c->req.head.framing,
         .content_length = c->req.head.content_length,
         .drop_conditionals = x->fill != NULL,
+        .extra = x->caching ? conn_cache_request_lines(c) : NULL,
     };
     if (x->route->cache.enabled) {
         fwd.strip = x->route->cache.strip_headers;
@@ -745,6 +824,8 @@ conn_up_on_read(struct bufferevent *bev, void *arg)
             continue;
         }
         upstream_report(x->pool, (unsigned)x->server, true, util_now_us() / 1000);
+        if (x->caching && conn_cache_intercept(c, (size_t)r))
+            return; /* the cache answered (a 304 revalidation, stale-if-error) */
         conn_start_response(c);
         conn_upstream_timeouts(c);
         evbuffer_drain(in, (size_t)r);

@@ -40,6 +40,7 @@
 #include "conn_int.h"
 #include "log.h"
 #include "obj.h"
+#include "upstream.h"
 #include "util.h"
 #include "worker.h"
 
@@ -81,6 +82,28 @@ conn_cache_set_status(struct conn *c, const char *fmt, ...)
     if ((size_t)n > sizeof(c->x.cache_lines) - 3)
         n = (int)sizeof(c->x.cache_lines) - 3;
     memcpy(c->x.cache_lines + n, "\r\n", 3);
+}
+
+/* Appends Server-Timing (cache and origin time) to a relayed response. */
+static void
+conn_cache_add_timing(struct conn *c)
+{
+    struct conn_exchange *x = &c->x;
+    if (!x->route->cache.server_timing)
+        return;
+    size_t n = strlen(x->cache_lines);
+    uint64_t now = util_now_us();
+    uint64_t origin = x->t_up_start ? now - x->t_up_start : 0;
+    uint64_t total = now - x->t_start;
+    snprintf(x->cache_lines + n, sizeof(x->cache_lines) - n,
+             "Server-Timing: cache;dur=%.3f, origin;dur=%.3f\r\n",
+             (double)(total - origin) / 1000.0, (double)origin / 1000.0);
+}
+
+const char *
+conn_cache_request_lines(struct conn *c)
+{
+    return c->x.req_lines[0] != '\0' ? c->x.req_lines : NULL;
 }
 
 const char *
@@ -167,6 +190,8 @@ conn_cache_variant_key(struct conn *c, uint64_t vary_id, const char *names, size
 
 static void conn_cache_lookup(struct conn *c);
 static void conn_cache_fail_fill(struct conn *c);
+static void conn_cache_deliver_entry(struct conn *c, struct obj *o, const char *status, int64_t age);
+static void conn_cache_add_timing(struct conn *c);
 static void conn_cache_pass(struct conn *c, const char *fwd);
 
 static void
@@ -208,9 +233,15 @@ conn_cache_deliver(struct conn *c, struct obj *o, const char *status, int64_t ag
                    bool not_modified)
 {
     struct conn_exchange *x = &c->x;
+    char timing[64];
+    if (x->route->cache.server_timing) {
+        snprintf(timing, sizeof(timing), "cache;dur=%.3f",
+                 (double)(util_now_us() - x->t_start) / 1000.0);
+    }
     struct deliver_head h = {
         .age = age,
         .cache_status = status,
+        .server_timing = x->route->cache.server_timing ? timing : NULL,
         .client_10 = c->req.head.version_minor == 0,
         .head_request = c->req.method_id == HTTP_M_HEAD,
         .not_modified = not_modified,
@@ -234,6 +265,21 @@ conn_cache_deliver(struct conn *c, struct obj *o, const char *status, int64_t ag
     conn_cache_stop_timer(c);
     conn_cache_pump(c);
     return true;
+}
+
+/* Delivers a COMPLETE entry, answering the client's own conditional. */
+static void
+conn_cache_deliver_entry(struct conn *c, struct obj *o, const char *status, int64_t age)
+{
+    struct cache_policy_validators v;
+    struct obj_meta meta;
+    obj_get_meta(o, &meta);
+    pthread_mutex_lock(&o->mu);
+    cache_policy_validators(o->head, o->head_len, &v);
+    bool nm = cache_policy_not_modified(&c->req, o->status, &v, meta.date_value, conn_cache_now());
+    pthread_mutex_unlock(&o->mu);
+    if (!conn_cache_deliver(c, o, status, age, nm))
+        conn_respond_error(c, 502); /* cannot happen: a COMPLETE entry has a head */
 }
 
 /* The object we wait on or stream from changed (filling thread woke us). */
@@ -343,10 +389,70 @@ conn_cache_miss(struct conn *c, const char *fwd)
         return;
     }
     x->fill = o;
+    x->fill_linked = true;
     x->outcome = "miss";
     x->request_time = conn_cache_now();
     c->w->stats.cache_misses++;
     conn_cache_set_status(c, "fwd=%s", fwd);
+    conn_upstream_send(c);
+}
+
+/* Starts one background refresh of o (a copy of this request, made by
+ * the proxy itself); at most one per object at a time. */
+static void
+conn_cache_bg_refresh(struct conn *c, struct obj *o)
+{
+    bool expected = false;
+    if (c->req.head.framing != HTTP_FRAMING_NONE ||
+        !atomic_compare_exchange_strong(&o->refreshing, &expected, true))
+        return;
+    if (conn_start_internal(c->w, c->head, c->head_len) < 0) {
+        atomic_store(&o->refreshing, false);
+        log_warn("conn=%" PRIu64 ": cannot start a background refresh", c->id);
+        return;
+    }
+    c->w->stats.cache_bg_refreshes++;
+}
+
+/* Fetches anew for an expired entry, revalidating with its validators when
+ * it has some. The new object is linked only once its response proves
+ * good, so the stale one stays available to stale-if-error meanwhile. */
+static void
+conn_cache_refetch(struct conn *c, struct obj *o, const struct cache_policy_info *info)
+{
+    struct conn_exchange *x = &c->x;
+    struct cache_policy_validators v;
+    struct cache_policy_conditional cond;
+
+    x->stale = obj_ref(o);
+    x->stale_if_error = info->stale_if_error;
+    c->w->stats.cache_expired++;
+    if (c->req.method_id == HTTP_M_HEAD) {
+        conn_cache_pass(c, "stale; detail=head");
+        return;
+    }
+    pthread_mutex_lock(&o->mu);
+    cache_policy_validators(o->head, o->head_len, &v);
+    bool cond_ok = cache_policy_revalidation(&v, conn_cache_now(), &cond);
+    int n = 0;
+    if (cond_ok && cond.if_none_match != NULL)
+        n += snprintf(x->req_lines + n, sizeof(x->req_lines) - (size_t)n,
+                      "If-None-Match: %.*s\r\n", (int)cond.if_none_match_len, cond.if_none_match);
+    if (cond_ok && cond.if_modified_since != NULL && (size_t)n < sizeof(x->req_lines))
+        n += snprintf(x->req_lines + n, sizeof(x->req_lines) - (size_t)n,
+                      "If-Modified-Since: %.*s\r\n", (int)cond.if_modified_since_len,
+                      cond.if_modified_since);
+    pthread_mutex_unlock(&o->mu);
+    if ((size_t)n >= sizeof(x->req_lines))
+        n = 0; /* validators too long to send: fetch unconditionally */
+    x->req_lines[n] = '\0';
+    x->revalidating = n > 0;
+
+    x->fill = obj_new(OBJ_KIND_RESPONSE, c->key, c->key_len, c->key_hash);
+    x->outcome = "miss";
+    x->request_time = conn_cache_now();
+    c->w->stats.cache_misses++;
+    conn_cache_set_status(c, "fwd=stale");
     conn_upstream_send(c);
 }
 
@@ -360,32 +466,31 @@ conn_cache_serve_complete(struct conn *c, struct obj *o)
     struct cache_policy_info info;
     struct obj_meta meta;
     int64_t now = conn_cache_now();
-    char status[96];
+    char status[128];
 
     obj_get_meta(o, &meta);
     cache_policy_cc_request(&c->req, &req_cc);
     enum cache_policy_decision d =
         cache_policy_decide(&meta, &req_cc, pol->honour_client_no_cache, now, &info);
+    if (c->internal)
+        d = CACHE_POLICY_STALE; /* a background refresh always goes to the origin */
     if (d == CACHE_POLICY_STALE) {
-        /* Expired (or the client asked to revalidate): fetch it anew. The
-         * new object replaces the stale one for everyone at its head. */
-        cache_remove(conn_cache_store(c), c->key, c->key_len, c->key_hash, o);
-        c->w->stats.cache_expired++;
-        conn_cache_miss(c, info.stale ? "stale" : "request");
+        conn_cache_refetch(c, o, &info);
         return;
     }
-    /* FRESH, or stale within stale-while-revalidate (served as is). */
-    struct cache_policy_validators v;
-    pthread_mutex_lock(&o->mu);
-    cache_policy_validators(o->head, o->head_len, &v);
-    bool nm = cache_policy_not_modified(&c->req, o->status, &v, meta.date_value, now);
-    pthread_mutex_unlock(&o->mu);
-    snprintf(status, sizeof(status), "tailcache; hit; ttl=%" PRId64 "; detail=memory",
-             info.ttl_left);
-    x->outcome = d == CACHE_POLICY_FRESH ? "hit" : "stale";
+    if (d == CACHE_POLICY_STALE_REVALIDATE_BG) {
+        snprintf(status, sizeof(status),
+                 "tailcache; hit; ttl=%" PRId64 "; detail=stale-while-revalidate", info.ttl_left);
+        x->outcome = "stale";
+        c->w->stats.cache_stale_served++;
+        conn_cache_bg_refresh(c, o);
+    } else {
+        snprintf(status, sizeof(status), "tailcache; hit; ttl=%" PRId64 "; detail=memory",
+                 info.ttl_left);
+        x->outcome = "hit";
+    }
     c->w->stats.cache_hits++;
-    if (!conn_cache_deliver(c, o, status, info.age, nm))
-        conn_cache_miss(c, "miss"); /* cannot happen for COMPLETE; stay safe */
+    conn_cache_deliver_entry(c, o, status, info.age);
 }
 
 /* Looks the request up and serves, joins, fetches or passes it. */
@@ -517,6 +622,121 @@ conn_cache_invalidate(struct conn *c)
     }
 }
 
+/* --- revalidation and stale-if-error ------------------------------------ */
+
+/* The upstream response head is consumed here: release the connection. */
+static void
+conn_cache_consume_upstream(struct conn *c, size_t head_len, bool reusable)
+{
+    struct conn_exchange *x = &c->x;
+    struct evbuffer *in = bufferevent_get_input(x->up->bev);
+    evbuffer_drain(in, head_len);
+    x->t_up_end = util_now_us();
+    upstream_release(&x->up, reusable && x->req_done && evbuffer_get_length(in) == 0);
+}
+
+/* Serves x->stale in place of an origin failure. */
+static void
+conn_cache_serve_stale(struct conn *c, const char *why)
+{
+    struct conn_exchange *x = &c->x;
+    struct obj_meta meta;
+    struct obj *o = x->stale;
+    char status[128];
+    x->stale = NULL; /* ours now */
+    obj_get_meta(o, &meta);
+    int64_t age = cache_policy_current_age(&meta, conn_cache_now());
+    conn_cache_fail_fill(c);
+    snprintf(status, sizeof(status), "tailcache; hit; ttl=%" PRId64 "; detail=%s",
+             meta.lifetime - age, why);
+    x->outcome = "stale";
+    c->w->stats.cache_stale_served++;
+    if (c->internal)
+        atomic_store(&o->refreshing, false);
+    conn_cache_deliver_entry(c, o, status, age);
+    obj_unref(&o);
+}
+
+bool
+conn_cache_stale_on_error(struct conn *c)
+{
+    struct conn_exchange *x = &c->x;
+    if (x->stale == NULL || !x->stale_if_error || x->delivering)
+        return false;
+    upstream_release(&x->up, false);
+    log_info("conn=%" PRIu64 ": origin failed; serving the stale entry (stale-if-error)", c->id);
+    conn_cache_serve_stale(c, "stale-if-error");
+    return true;
+}
+
+bool
+conn_cache_intercept(struct conn *c, size_t head_len)
+{
+    struct conn_exchange *x = &c->x;
+    const struct http_response *resp = x->resp;
+    const struct cache_policy_route *pol = conn_cache_policy(c);
+    int64_t now = conn_cache_now();
+
+    if (x->stale == NULL)
+        return false;
+    if (resp->status >= 500 && x->stale_if_error) {
+        conn_cache_consume_upstream(c, head_len, false);
+        log_info("conn=%" PRIu64 ": origin answered %d; serving the stale entry (stale-if-error)",
+                 c->id, resp->status);
+        conn_cache_serve_stale(c, "stale-if-error");
+        return true;
+    }
+    if (resp->status != 304 || !x->revalidating)
+        return false;
+
+    struct obj *o = x->stale;
+    struct cache_policy_validators v;
+    struct obj_meta meta;
+    enum cache_policy_reason reason;
+    char small[4096];
+    char *merged = small;
+    bool refreshed = false;
+
+    conn_cache_consume_upstream(c, head_len, !resp->head.conn_close);
+    pthread_mutex_lock(&o->mu);
+    cache_policy_validators(o->head, o->head_len, &v);
+    bool matches = cache_policy_304_updates(&v, resp, now);
+    size_t need = cache_policy_merge_304(o->head, o->head_len, resp, pol, now, small, sizeof(small));
+    if (need >= sizeof(small)) {
+        merged = malloc(need + 1);
+        if (merged != NULL)
+            cache_policy_merge_304(o->head, o->head_len, resp, pol, now, merged, need + 1);
+    }
+    int status = o->status;
+    pthread_mutex_unlock(&o->mu);
+    if (matches && merged != NULL)
+        refreshed = cache_policy_refresh(&c->req, status, merged, need, resp, pol,
+                                         x->request_time, now, &meta, &reason);
+    if (refreshed)
+        refreshed = obj_revalidate(o, merged, need, &meta) == 0;
+    if (merged != small)
+        free(merged);
+    conn_cache_fail_fill(c); /* the unlinked replacement is not needed */
+    x->stale = NULL;
+    if (!refreshed) {
+        /* The 304 no longer lets us keep it (or does not match it): this
+         * client still gets the entry it was validated against, nobody else. */
+        log_info("conn=%" PRIu64 ": 304 did not refresh the entry; dropping it", c->id);
+        cache_remove(conn_cache_store(c), o->key, o->key_len, o->hash, o);
+    }
+    atomic_store(&o->refreshing, false);
+    c->w->stats.cache_revalidated++;
+    x->outcome = "revalidated";
+    obj_get_meta(o, &meta);
+    int64_t age = cache_policy_current_age(&meta, now);
+    char cs[128];
+    snprintf(cs, sizeof(cs), "tailcache; fwd=stale; fwd-status=304; ttl=%" PRId64
+             "; detail=revalidated", meta.lifetime - age);
+    conn_cache_deliver_entry(c, o, cs, age);
+    obj_unref(&o);
+    return true;
+}
+
 /* --- entry points ------------------------------------------------------ */
 
 bool
@@ -603,6 +823,8 @@ static void
 conn_cache_hit_for_miss(struct conn *c, const char *reason)
 {
     struct conn_exchange *x = &c->x;
+    if (x->stale != NULL)
+        obj_unref(&x->stale); /* the marker below replaces the expired entry */
     struct obj *m = obj_new(OBJ_KIND_HIT_FOR_MISS, x->fill->key, x->fill->key_len, x->fill->hash);
     m->expires_at = conn_cache_now() + (conn_cfg(c)->hit_for_miss_ms + 999) / 1000;
     obj_finish(m, OBJ_COMPLETE);
@@ -649,6 +871,7 @@ conn_cache_rekey_variant(struct conn *c, const char *names, size_t names_len)
     obj_unref(&x->fill);
     x->fill = obj_new(OBJ_KIND_RESPONSE, c->key, c->key_len, c->key_hash);
     cache_insert(cache, x->fill);
+    x->fill_linked = true;
     x->via_vary = true;
     x->vary_id = id;
     memcpy(x->vary_names, names, names_len);
@@ -717,12 +940,19 @@ conn_cache_on_response_head(struct conn *c)
         conn_cache_fail_fill(c);
         return;
     }
+    if (!x->fill_linked) {
+        /* A refetch: the new response replaces the expired entry now. */
+        cache_insert(conn_cache_store(c), x->fill);
+        x->fill_linked = true;
+    }
+    obj_unref(&x->stale);
     x->resp_body.tee = conn_cache_tee;
     x->resp_body.tee_arg = c;
     c->w->stats.cache_stored++;
     conn_cache_set_status(c, "fwd=%s; stored; ttl=%" PRId64,
                           strstr(c->x.cache_lines, "fwd=stale") != NULL ? "stale" : "miss",
                           meta.lifetime);
+    conn_cache_add_timing(c);
 }
 
 void
@@ -742,6 +972,11 @@ conn_cache_end(struct conn *c)
 {
     struct conn_exchange *x = &c->x;
     conn_cache_fail_fill(c);
+    if (x->stale != NULL) {
+        if (c->internal)
+            atomic_store(&x->stale->refreshing, false); /* a later request may try again */
+        obj_unref(&x->stale);
+    }
     if (x->resp_body.tee != NULL) {
         x->resp_body.tee = NULL;
         x->resp_body.tee_arg = NULL;

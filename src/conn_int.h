@@ -74,10 +74,15 @@ struct conn_exchange {
     bool caching;          /* the route caches this request */
     bool cache_invalidate; /* an unsafe method: invalidate its URIs on success */
     struct obj *fill;      /* the object this request fills, as leader */
+    bool fill_linked;      /* fill is in the index (a refetch links it at its head) */
     struct deliver dlv;    /* delivering a cached object */
     bool delivering;       /* dlv has written the head */
     bool coalesced;        /* joined another request's fetch */
     bool via_vary;         /* the key is a variant key under a Vary marker */
+    struct obj *stale;     /* the expired entry being revalidated / kept for stale-if-error */
+    bool revalidating;     /* the upstream request carries our validators */
+    bool stale_if_error;   /* x->stale may be served if the origin fails */
+    char req_lines[512];   /* validators added to the upstream request */
     uint64_t vary_id;
     char vary_names[256];
     unsigned lookups;      /* cache lookups made (restarts after a failed fetch) */
@@ -102,6 +107,7 @@ struct conn {
 
     char *head; /* copy of the current request head */
     size_t head_cap;
+    size_t head_len;
     struct http_request req;
     struct http_response resp;
 
@@ -116,10 +122,15 @@ struct conn {
     struct event *ev_wake;     /* a cached object grew or changed state */
     struct event *ev_coalesce; /* coalesce_timeout */
     bool close_after; /* close once the current response is out */
+    bool internal;    /* a background refresh made by the proxy itself */
     bool in_process;  /* conn_process() is on the stack */
 };
 
 /* conn.c, for conn_cache.c. */
+
+/* Starts an internal request (the given head) on w, as if a client sent
+ * it: a background refresh. Returns 0 or -1. */
+int conn_start_internal(struct worker *w, const char *head, size_t len);
 const struct config *conn_cfg(const struct conn *c);
 void conn_upstream_send(struct conn *c);
 void conn_respond_error(struct conn *c, int status);
@@ -134,6 +145,19 @@ bool conn_cache_begin(struct conn *c);
 
 /* The upstream response head is parsed: decide whether to store it. */
 void conn_cache_on_response_head(struct conn *c);
+
+/* The upstream response head arrived (head_len bytes in the upstream
+ * input): returns true when the cache consumed it and answers the client
+ * itself (a 304 that revalidated the entry, or an error hidden by
+ * stale-if-error); the upstream connection is then released. */
+bool conn_cache_intercept(struct conn *c, size_t head_len);
+
+/* The upstream failed before a response: serves the stale entry when
+ * stale-if-error allows; returns true when it did. */
+bool conn_cache_stale_on_error(struct conn *c);
+
+/* Header lines for the upstream request (validators), or NULL. */
+const char *conn_cache_request_lines(struct conn *c);
 
 /* Header lines (Cache-Status...) for a relayed response, or NULL. */
 const char *conn_cache_response_lines(struct conn *c);

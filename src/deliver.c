@@ -7,7 +7,6 @@
  */
 #include "deliver.h"
 
-#include <assert.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -16,6 +15,7 @@
 #include <event2/event.h>
 
 #include "http_write.h"
+#include "util.h"
 
 /* Fields a 304 carries from the stored response (RFC 9110 15.4.5). */
 static const char *const deliver_304_fields[] = {
@@ -39,7 +39,7 @@ deliver_attach(struct deliver *d, struct event *ev, struct obj *o)
     d->waiter.arg = d;
     if (d->o == NULL)
         d->o = obj_ref(o);
-    assert(d->o == o);
+    UTIL_ASSERT(d->o == o);
 }
 
 static void
@@ -184,7 +184,7 @@ deliver_pump(struct deliver *d, struct evbuffer *out, size_t out_high)
         if (d->seg_off == seg_len) {
             /* This segment is used up; the next one exists since more
              * bytes are available. */
-            assert(seg_next != NULL);
+            UTIL_ASSERT(seg_next != NULL);
             d->seg = seg_next;
             d->seg_off = 0;
             continue;

@@ -8,10 +8,11 @@
  */
 #include "obj.h"
 
-#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "util.h"
 
 #define OBJ_SEG_MIN (4 * 1024)
 #define OBJ_SEG_MAX (256 * 1024)
@@ -52,7 +53,7 @@ struct obj *
 obj_ref(struct obj *o)
 {
     unsigned prev = atomic_fetch_add_explicit(&o->refs, 1, memory_order_relaxed);
-    assert(prev > 0);
+    UTIL_ASSERT(prev > 0);
     (void)prev;
     return o;
 }
@@ -61,8 +62,8 @@ static void
 obj_free(struct obj *o)
 {
     struct obj_segment *s = o->first;
-    assert(!o->linked);
-    assert(TAILQ_EMPTY(&o->waiters));
+    UTIL_ASSERT(!o->linked);
+    UTIL_ASSERT(TAILQ_EMPTY(&o->waiters));
     while (s != NULL) {
         struct obj_segment *next = s->next;
         free(s);
@@ -82,7 +83,7 @@ obj_unref(struct obj **op)
         return;
     *op = NULL;
     unsigned prev = atomic_fetch_sub_explicit(&o->refs, 1, memory_order_acq_rel);
-    assert(prev > 0);
+    UTIL_ASSERT(prev > 0);
     if (prev == 1)
         obj_free(o);
 }
@@ -105,7 +106,7 @@ obj_set_head(struct obj *o, int status, const char *head, size_t head_len, uint6
     memcpy(copy, head, head_len);
     copy[head_len] = '\0';
     pthread_mutex_lock(&o->mu);
-    assert(o->state == OBJ_BUSY && o->head == NULL && o->body_len == 0);
+    UTIL_ASSERT(o->state == OBJ_BUSY && o->head == NULL && o->body_len == 0);
     o->status = status;
     o->head = copy;
     o->head_len = head_len;
@@ -144,7 +145,7 @@ obj_append(struct obj *o, const void *data, size_t len)
     /* Only the filling thread appends, so the tail segment's free space is
      * ours to write without the lock; publishing the new length (and any
      * new segment) happens under it. */
-    assert(o->state == OBJ_BUSY);
+    UTIL_ASSERT(o->state == OBJ_BUSY);
     while (len > 0) {
         struct obj_segment *s = o->last;
         if (s == NULL || s->len == s->cap) {
@@ -203,6 +204,25 @@ obj_set_meta(struct obj *o, const struct obj_meta *meta)
     pthread_mutex_lock(&o->mu);
     o->meta = *meta;
     pthread_mutex_unlock(&o->mu);
+}
+
+int
+obj_revalidate(struct obj *o, const char *head, size_t head_len, const struct obj_meta *meta)
+{
+    char *copy = malloc(head_len + 1);
+    if (copy == NULL)
+        return -1;
+    memcpy(copy, head, head_len);
+    copy[head_len] = '\0';
+    pthread_mutex_lock(&o->mu);
+    UTIL_ASSERT(o->state == OBJ_COMPLETE);
+    char *old = o->head;
+    o->head = copy; /* readers copy the head under the lock, so the old one is free to go */
+    o->head_len = head_len;
+    o->meta = *meta;
+    pthread_mutex_unlock(&o->mu);
+    free(old);
+    return 0;
 }
 
 void

@@ -84,6 +84,7 @@ TAILQ_HEAD(obj_waiter_list, obj_waiter);
 
 struct obj {
     atomic_uint refs;
+    atomic_bool refreshing; /* a background refresh of this object is under way */
     pthread_mutex_t mu;
     enum obj_state state;
     enum obj_kind kind;
@@ -142,8 +143,13 @@ void obj_finish(struct obj *o, enum obj_state to);
 /* The current state, read under the lock. */
 enum obj_state obj_get_state(struct obj *o);
 
-/* Replaces the freshness metadata (a 304 revalidation). */
+/* Replaces the freshness metadata. */
 void obj_set_meta(struct obj *o, const struct obj_meta *meta);
+
+/* A 304 revalidated a COMPLETE object: replaces its stored header lines
+ * (copied) and metadata together. Returns 0, or -1 on allocation failure
+ * (the object is unchanged). */
+int obj_revalidate(struct obj *o, const char *head, size_t head_len, const struct obj_meta *meta);
 
 /* Copies the freshness metadata out under the lock. */
 void obj_get_meta(struct obj *o, struct obj_meta *out);

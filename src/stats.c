@@ -6,10 +6,10 @@
  */
 #include "stats.h"
 
-#include <assert.h>
 #include <event2/buffer.h>
 
 #include "log.h"
+#include "util.h"
 
 #define STATS_MAX_REGISTERED 512
 
@@ -34,7 +34,7 @@ static const struct stats_desc stats_descs[] = {
 void
 stats_register(struct stats *s)
 {
-    assert(stats_nregistered < STATS_MAX_REGISTERED);
+    UTIL_ASSERT(stats_nregistered < STATS_MAX_REGISTERED);
     stats_registered[stats_nregistered++] = s;
 }
 
@@ -85,7 +85,7 @@ stats_help(size_t i)
 uint64_t
 stats_value(const struct stats *s, size_t i)
 {
-    assert(i < STATS_N);
+    UTIL_ASSERT(i < STATS_N);
     return *(const uint64_t *)((const char *)s + stats_descs[i].offset);
 }
 

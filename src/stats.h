@@ -52,6 +52,9 @@ struct evbuffer;
     X(cache_expired, COUNTER, "Lookups that found only a stale entry")                           \
     X(cache_miss_evicted, COUNTER, "Misses for keys evicted recently (ghost hits)")              \
     X(cache_invalidations, COUNTER, "Entries removed by successful unsafe requests")            \
+    X(cache_revalidated, COUNTER, "Expired entries refreshed by a 304 from the origin")          \
+    X(cache_stale_served, COUNTER, "Stale entries served (stale-while-revalidate, stale-if-error)") \
+    X(cache_bg_refreshes, COUNTER, "Background refreshes started (stale-while-revalidate)")      \
     X(reloads, COUNTER, "Configuration generations this worker has applied")                       \
     X(log_lines_dropped, COUNTER, "Log lines dropped because the log writer could not keep up")
 

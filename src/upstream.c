@@ -7,7 +7,6 @@
  */
 #include "upstream.h"
 
-#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -24,6 +23,7 @@
 #include "config.h"
 #include "log.h"
 #include "stats.h"
+#include "util.h"
 
 TAILQ_HEAD(upstream_conn_list, upstream_conn);
 
@@ -95,7 +95,7 @@ upstream_pool_free(struct upstream_pool **pp)
     struct upstream_pool *p = *pp;
     if (p == NULL)
         return;
-    assert(p->busy == 0);
+    UTIL_ASSERT(p->busy == 0);
     upstream_close_idle(p);
     free(p->servers);
     free(p);
@@ -196,7 +196,7 @@ upstream_release(struct upstream_conn **ucp, bool reusable)
         return;
     *ucp = NULL;
     struct upstream_pool *p = uc->pool;
-    assert(p->busy > 0);
+    UTIL_ASSERT(p->busy > 0);
     p->busy--;
     struct upstream_server *s = &p->servers[uc->server];
     if (!reusable || p->retired || s->nidle >= p->cfg->keepalive ||

@@ -3,7 +3,6 @@
  */
 #include "worker.h"
 
-#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +17,7 @@
 #include "log.h"
 #include "route.h"
 #include "upstream.h"
+#include "util.h"
 
 static __thread struct worker *worker_current;
 
@@ -89,7 +89,7 @@ worker_gen_unref(struct worker_gen **gp)
     if (g == NULL)
         return;
     *gp = NULL;
-    assert(g->refs > 0);
+    UTIL_ASSERT(g->refs > 0);
     if (--g->refs == 0)
         worker_gen_free(g);
 }
@@ -139,7 +139,7 @@ worker_on_reap(evutil_socket_t fd, short what, void *arg)
 void
 worker_conn_reaped(struct worker *w)
 {
-    assert(w->nconns > 0);
+    UTIL_ASSERT(w->nconns > 0);
     w->nconns--;
     event_active(w->ev_reap, EV_TIMEOUT, 0);
 }
