@@ -274,10 +274,10 @@ conn_cache_deliver_entry(struct conn *c, struct obj *o, const char *status, int6
     struct cache_policy_validators v;
     struct obj_meta meta;
     obj_get_meta(o, &meta);
-    pthread_mutex_lock(&o->mu);
+    obj_lock(o);
     cache_policy_validators(o->head, o->head_len, &v);
     bool nm = cache_policy_not_modified(&c->req, o->status, &v, meta.date_value, conn_cache_now());
-    pthread_mutex_unlock(&o->mu);
+    obj_unlock(o);
     if (!conn_cache_deliver(c, o, status, age, nm))
         conn_respond_error(c, 502); /* cannot happen: a COMPLETE entry has a head */
 }
@@ -431,7 +431,7 @@ conn_cache_refetch(struct conn *c, struct obj *o, const struct cache_policy_info
         conn_cache_pass(c, "stale; detail=head");
         return;
     }
-    pthread_mutex_lock(&o->mu);
+    obj_lock(o);
     cache_policy_validators(o->head, o->head_len, &v);
     bool cond_ok = cache_policy_revalidation(&v, conn_cache_now(), &cond);
     int n = 0;
@@ -442,7 +442,7 @@ conn_cache_refetch(struct conn *c, struct obj *o, const struct cache_policy_info
         n += snprintf(x->req_lines + n, sizeof(x->req_lines) - (size_t)n,
                       "If-Modified-Since: %.*s\r\n", (int)cond.if_modified_since_len,
                       cond.if_modified_since);
-    pthread_mutex_unlock(&o->mu);
+    obj_unlock(o);
     if ((size_t)n >= sizeof(x->req_lines))
         n = 0; /* validators too long to send: fetch unconditionally */
     x->req_lines[n] = '\0';
@@ -680,9 +680,9 @@ conn_cache_intercept(struct conn *c, size_t head_len)
     if (x->stale == NULL)
         return false;
     if (resp->status >= 500 && x->stale_if_error) {
-        conn_cache_consume_upstream(c, head_len, false);
         log_info("conn=%" PRIu64 ": origin answered %d; serving the stale entry (stale-if-error)",
                  c->id, resp->status);
+        conn_cache_consume_upstream(c, head_len, false); /* resp points into it: last use above */
         conn_cache_serve_stale(c, "stale-if-error");
         return true;
     }
@@ -697,8 +697,8 @@ conn_cache_intercept(struct conn *c, size_t head_len)
     char *merged = small;
     bool refreshed = false;
 
-    conn_cache_consume_upstream(c, head_len, !resp->head.conn_close);
-    pthread_mutex_lock(&o->mu);
+    bool up_reusable = !resp->head.conn_close;
+    obj_lock(o);
     cache_policy_validators(o->head, o->head_len, &v);
     bool matches = cache_policy_304_updates(&v, resp, now);
     size_t need = cache_policy_merge_304(o->head, o->head_len, resp, pol, now, small, sizeof(small));
@@ -708,7 +708,7 @@ conn_cache_intercept(struct conn *c, size_t head_len)
             cache_policy_merge_304(o->head, o->head_len, resp, pol, now, merged, need + 1);
     }
     int status = o->status;
-    pthread_mutex_unlock(&o->mu);
+    obj_unlock(o);
     if (matches && merged != NULL)
         refreshed = cache_policy_refresh(&c->req, status, merged, need, resp, pol,
                                          x->request_time, now, &meta, &reason);
@@ -716,6 +716,8 @@ conn_cache_intercept(struct conn *c, size_t head_len)
         refreshed = obj_revalidate(o, merged, need, &meta) == 0;
     if (merged != small)
         free(merged);
+    /* resp points into the upstream input: only now may it go. */
+    conn_cache_consume_upstream(c, head_len, up_reusable);
     conn_cache_fail_fill(c); /* the unlinked replacement is not needed */
     x->stale = NULL;
     if (!refreshed) {

@@ -85,13 +85,13 @@ void
 deliver_wait_head(struct deliver *d, struct event *ev, struct obj *o)
 {
     deliver_attach(d, ev, o);
-    pthread_mutex_lock(&o->mu);
+    obj_lock(o);
     bool ready = o->state != OBJ_BUSY || o->head != NULL;
     if (!ready && !d->waiting) {
         TAILQ_INSERT_TAIL(&o->waiters, &d->waiter, link);
         d->waiting = true;
     }
-    pthread_mutex_unlock(&o->mu);
+    obj_unlock(o);
     if (ready)
         event_active(ev, EV_TIMEOUT, 0);
 }
@@ -102,9 +102,9 @@ deliver_start(struct deliver *d, struct event *ev, struct evbuffer *out, struct 
 {
     *close_needed = false;
     deliver_attach(d, ev, o);
-    pthread_mutex_lock(&o->mu);
+    obj_lock(o);
     if (o->head == NULL || o->state == OBJ_FAILED) {
-        pthread_mutex_unlock(&o->mu);
+        obj_unlock(o);
         return -1;
     }
     int status = h->not_modified ? 304 : o->status;
@@ -112,7 +112,7 @@ deliver_start(struct deliver *d, struct event *ev, struct evbuffer *out, struct 
     uint64_t length = complete ? o->body_len : o->body_max;
     evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", status, http_write_reason(status));
     deliver_add_head_lines(out, o->head, o->head_len, h->not_modified);
-    pthread_mutex_unlock(&o->mu);
+    obj_unlock(o);
 
     evbuffer_add_printf(out, "Age: %" PRId64 "\r\n", h->age < 0 ? 0 : h->age);
     if (h->cache_status != NULL)
@@ -155,7 +155,7 @@ deliver_pump(struct deliver *d, struct evbuffer *out, size_t out_high)
     if (d->no_body)
         return DELIVER_DONE;
     for (;;) {
-        pthread_mutex_lock(&o->mu);
+        obj_lock(o);
         enum obj_state state = o->state;
         uint64_t avail = o->body_len;
         struct obj_segment *seg = d->seg != NULL ? d->seg : o->first;
@@ -166,7 +166,7 @@ deliver_pump(struct deliver *d, struct evbuffer *out, size_t out_high)
             TAILQ_INSERT_TAIL(&o->waiters, &d->waiter, link);
             d->waiting = true;
         }
-        pthread_mutex_unlock(&o->mu);
+        obj_unlock(o);
 
         if (!more) {
             if (state == OBJ_BUSY)

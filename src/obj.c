@@ -29,21 +29,53 @@ obj_state_name(enum obj_state s)
     return obj_state_names[s];
 }
 
+#define OBJ_STRIPES 256
+
+static pthread_mutex_t obj_stripes[OBJ_STRIPES];
+static pthread_once_t obj_stripes_once = PTHREAD_ONCE_INIT;
+
+static void
+obj_stripes_init(void)
+{
+    for (int i = 0; i < OBJ_STRIPES; i++)
+        pthread_mutex_init(&obj_stripes[i], NULL);
+}
+
+/* Bits of the hash that neither the shard (top) nor the bucket (bottom) uses. */
+static pthread_mutex_t *
+obj_stripe(const struct obj *o)
+{
+    return &obj_stripes[(o->hash >> 24) % OBJ_STRIPES];
+}
+
+void
+obj_lock(struct obj *o)
+{
+    pthread_mutex_lock(obj_stripe(o));
+}
+
+void
+obj_unlock(struct obj *o)
+{
+    pthread_mutex_unlock(obj_stripe(o));
+}
+
 struct obj *
 obj_new(enum obj_kind kind, const char *key, size_t key_len, uint64_t hash)
 {
+    pthread_once(&obj_stripes_once, obj_stripes_init);
+    UTIL_ASSERT(key_len <= UINT32_MAX);
     struct obj *o = calloc(1, sizeof(*o) + key_len + 1);
     if (o == NULL)
         abort();
     atomic_init(&o->refs, 1);
-    pthread_mutex_init(&o->mu, NULL);
     o->state = OBJ_BUSY;
     o->kind = kind;
     o->hash = hash;
     o->key = (char *)(o + 1);
     memcpy(o->key, key, key_len);
     o->key[key_len] = '\0';
-    o->key_len = key_len;
+    o->key_len = (uint32_t)key_len;
     o->body_max = UINT64_MAX;
     TAILQ_INIT(&o->waiters);
     return o;
@@ -70,8 +102,8 @@ obj_free(struct obj *o)
         s = next;
     }
     free(o->head);
-    free(o->vary);
-    pthread_mutex_destroy(&o->mu);
+    if (o->kind == OBJ_KIND_VARY)
+        free(o->vary);
     free(o);
 }
 
@@ -105,15 +137,15 @@ obj_set_head(struct obj *o, int status, const char *head, size_t head_len, uint6
         return -1;
     memcpy(copy, head, head_len);
     copy[head_len] = '\0';
-    pthread_mutex_lock(&o->mu);
+    obj_lock(o);
     UTIL_ASSERT(o->state == OBJ_BUSY && o->head == NULL && o->body_len == 0);
-    o->status = status;
+    o->status = (uint16_t)status;
     o->head = copy;
     o->head_len = head_len;
     o->body_max = body_max;
     o->meta = *meta;
     obj_wake_locked(o);
-    pthread_mutex_unlock(&o->mu);
+    obj_unlock(o);
     return 0;
 }
 
@@ -152,33 +184,33 @@ obj_append(struct obj *o, const void *data, size_t len)
             s = obj_segment_new(o, len);
             if (s == NULL)
                 return -1;
-            pthread_mutex_lock(&o->mu);
+            obj_lock(o);
             if (o->last != NULL)
                 o->last->next = s;
             else
                 o->first = s;
             o->last = s;
-            pthread_mutex_unlock(&o->mu);
+            obj_unlock(o);
         }
         size_t n = s->cap - s->len < len ? s->cap - s->len : len;
         memcpy(s->data + s->len, p, n);
-        pthread_mutex_lock(&o->mu);
+        obj_lock(o);
         s->len += n;
         o->body_len += n;
-        pthread_mutex_unlock(&o->mu);
+        obj_unlock(o);
         p += n;
         len -= n;
     }
-    pthread_mutex_lock(&o->mu);
+    obj_lock(o);
     obj_wake_locked(o);
-    pthread_mutex_unlock(&o->mu);
+    obj_unlock(o);
     return 0;
 }
 
 void
 obj_finish(struct obj *o, enum obj_state to)
 {
-    pthread_mutex_lock(&o->mu);
+    obj_lock(o);
     if (o->state != OBJ_BUSY || to == OBJ_BUSY) {
         fprintf(stderr, "tailcache: obj: illegal state change %s -> %s\n",
                 obj_state_name(o->state), obj_state_name(to));
@@ -186,24 +218,24 @@ obj_finish(struct obj *o, enum obj_state to)
     }
     o->state = to;
     obj_wake_locked(o);
-    pthread_mutex_unlock(&o->mu);
+    obj_unlock(o);
 }
 
 enum obj_state
 obj_get_state(struct obj *o)
 {
-    pthread_mutex_lock(&o->mu);
+    obj_lock(o);
     enum obj_state s = o->state;
-    pthread_mutex_unlock(&o->mu);
+    obj_unlock(o);
     return s;
 }
 
 void
 obj_set_meta(struct obj *o, const struct obj_meta *meta)
 {
-    pthread_mutex_lock(&o->mu);
+    obj_lock(o);
     o->meta = *meta;
-    pthread_mutex_unlock(&o->mu);
+    obj_unlock(o);
 }
 
 int
@@ -214,13 +246,13 @@ obj_revalidate(struct obj *o, const char *head, size_t head_len, const struct ob
         return -1;
     memcpy(copy, head, head_len);
     copy[head_len] = '\0';
-    pthread_mutex_lock(&o->mu);
+    obj_lock(o);
     UTIL_ASSERT(o->state == OBJ_COMPLETE);
     char *old = o->head;
     o->head = copy; /* readers copy the head under the lock, so the old one is free to go */
     o->head_len = head_len;
     o->meta = *meta;
-    pthread_mutex_unlock(&o->mu);
+    obj_unlock(o);
     free(old);
     return 0;
 }
@@ -228,25 +260,25 @@ obj_revalidate(struct obj *o, const char *head, size_t head_len, const struct ob
 void
 obj_get_meta(struct obj *o, struct obj_meta *out)
 {
-    pthread_mutex_lock(&o->mu);
+    obj_lock(o);
     *out = o->meta;
-    pthread_mutex_unlock(&o->mu);
+    obj_unlock(o);
 }
 
 void
 obj_wait(struct obj *o, struct obj_waiter *w)
 {
-    pthread_mutex_lock(&o->mu);
+    obj_lock(o);
     TAILQ_INSERT_TAIL(&o->waiters, w, link);
-    pthread_mutex_unlock(&o->mu);
+    obj_unlock(o);
 }
 
 void
 obj_unwait(struct obj *o, struct obj_waiter *w)
 {
-    pthread_mutex_lock(&o->mu);
+    obj_lock(o);
     TAILQ_REMOVE(&o->waiters, w, link);
-    pthread_mutex_unlock(&o->mu);
+    obj_unlock(o);
 }
 
 size_t
@@ -257,7 +289,7 @@ obj_size(const struct obj *o)
     size_t n = sizeof(*o) + o->key_len + 1 + o->head_len;
     for (const struct obj_segment *s = o->first; s != NULL; s = s->next)
         n += sizeof(*s) + s->cap;
-    if (o->vary != NULL)
+    if (o->kind == OBJ_KIND_VARY && o->vary != NULL)
         n += strlen(o->vary) + 1;
     return n;
 }

@@ -19,8 +19,11 @@
  * and use the bytes without it.
  *
  * Thread safety: refs are atomic; state, body_len, the segment list tail,
- * meta and the waiter list are guarded by mu. The fields under "index"
- * belong to cache.c and are guarded by the owning shard's lock.
+ * head, meta and the waiter list are guarded by the object's lock
+ * (obj_lock()). Locks are striped: objects share a fixed set of mutexes
+ * chosen by key hash, which keeps struct obj small; nothing ever holds two
+ * object locks at once, so sharing cannot deadlock. The fields under
+ * "index" belong to cache.c and are guarded by the owning shard's lock.
  */
 #ifndef TAILCACHE_OBJ_H
 #define TAILCACHE_OBJ_H
@@ -84,38 +87,46 @@ TAILQ_HEAD(obj_waiter_list, obj_waiter);
 
 struct obj {
     atomic_uint refs;
+    uint32_t key_len;
+    uint16_t status;        /* kind RESPONSE */
+    uint8_t state;          /* enum obj_state */
+    uint8_t kind;           /* enum obj_kind */
     atomic_bool refreshing; /* a background refresh of this object is under way */
-    pthread_mutex_t mu;
-    enum obj_state state;
-    enum obj_kind kind;
+    /* index: owned by cache.c under the shard lock */
+    uint8_t freq;  /* S3-FIFO access counter, 0..3 */
+    uint8_t queue; /* which queue it is on (cache.c) */
+    bool linked;   /* in the index */
 
     uint64_t hash; /* XXH3-64 of key */
-    char *key;     /* the full key (primary, or primary + variant) */
-    size_t key_len;
+    char *key;     /* the full key (primary, or primary + variant), in this allocation */
 
     /* Response (kind RESPONSE). */
-    int status;
     char *head; /* stored header lines "Name: value\r\n"..., no status line, no framing */
     size_t head_len;
     struct obj_segment *first, *last;
-    uint64_t body_len;  /* bytes appended so far */
-    uint64_t body_max;  /* Content-Length when known, else UINT64_MAX */
+    uint64_t body_len; /* bytes appended so far */
+    uint64_t body_max; /* Content-Length when known, else UINT64_MAX */
     struct obj_meta meta;
-    char *vary;         /* kind VARY: the Vary field names, lower case, comma separated */
-    uint64_t vary_id;   /* kind VARY: part of every variant key, so replacing the
-                         * marker orphans the old variants for good */
-    int64_t expires_at; /* kind HIT_FOR_MISS (and index expiry): wall-clock seconds */
+    union {
+        struct {
+            char *vary;       /* kind VARY: the Vary field names, lower case, comma separated */
+            uint64_t vary_id; /* part of every variant key, so replacing the marker
+                               * orphans the old variants for good */
+        };
+        int64_t expires_at; /* kind HIT_FOR_MISS: wall-clock seconds */
+    };
 
     struct obj_waiter_list waiters;
 
     /* index: owned by cache.c under the shard lock */
-    size_t charge;     /* bytes this entry counts against the cache size */
+    size_t charge;      /* bytes this entry counts against the cache size */
     struct obj *h_next; /* hash chain */
     struct obj *q_prev, *q_next;
-    uint8_t freq;  /* S3-FIFO access counter, 0..3 */
-    uint8_t queue; /* which queue it is on (cache.c) */
-    bool linked;   /* in the index */
 };
+
+/* The object's lock (striped, see above). */
+void obj_lock(struct obj *o);
+void obj_unlock(struct obj *o);
 
 /* A new BUSY object of the given kind for key (one reference). Never NULL:
  * aborts on allocation failure (callers on the request path check sizes
