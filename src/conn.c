@@ -434,7 +434,7 @@ conn_respond_error(struct conn *c, int status)
     x->resp_started = true;
     x->resp_done = true;
     http_write_error(bufferevent_get_output(c->bev), status, c->close_after,
-                     c->req.method_id == HTTP_M_HEAD);
+                     c->req.method_id == HTTP_M_HEAD, conn_cache_error_lines(c));
     conn_finish(c);
 }
 
@@ -456,7 +456,7 @@ conn_reject(struct conn *c, int status)
                          status, (double)(util_now_us() - c->head_start) / 1000.0);
         log_access(line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
     }
-    http_write_error(out, status, true, false);
+    http_write_error(out, status, true, false, NULL);
     conn_close_after_flush(c);
 }
 
@@ -687,6 +687,12 @@ conn_upstream_begin(struct conn *c)
     body_relay_init(&x->req_body, c->req.head.framing, c->req.head.content_length,
                     c->req.head.framing == HTTP_FRAMING_CHUNKED, x->gen->cfg->max_body_chunk_line);
     x->req_done = x->req_body.done;
+    if (x->req_done) {
+        /* Nothing more to read for this request: the head timeout must
+         * not cut a long response (a slow hit, a long wait on a fill). */
+        struct timeval wtv = conn_tv(x->gen->cfg->client_idle_timeout_ms);
+        bufferevent_set_timeouts(c->bev, NULL, &wtv);
+    }
 
     x->route = route_match(x->gen->cfg, c->req.host, c->req.host_len, c->req.path,
                            c->req.path_len, c->req.method_id);

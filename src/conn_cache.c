@@ -107,6 +107,19 @@ conn_cache_request_lines(struct conn *c)
 }
 
 const char *
+conn_cache_error_lines(struct conn *c)
+{
+    struct conn_exchange *x = &c->x;
+    if (!x->caching)
+        return NULL;
+    /* The error is ours, not the origin's: say that nothing came from
+     * the cache and nothing was stored. */
+    conn_cache_set_status(c, "fwd=%s; detail=proxy-error",
+                          x->coalesced ? "miss; collapsed" : x->stale ? "stale" : "miss");
+    return x->cache_lines;
+}
+
+const char *
 conn_cache_response_lines(struct conn *c)
 {
     return c->x.caching && c->x.cache_lines[0] != '\0' ? c->x.cache_lines : NULL;

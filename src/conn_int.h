@@ -159,6 +159,9 @@ bool conn_cache_stale_on_error(struct conn *c);
 /* Header lines for the upstream request (validators), or NULL. */
 const char *conn_cache_request_lines(struct conn *c);
 
+/* Cache-Status for an error of the proxy's own on a caching route, or NULL. */
+const char *conn_cache_error_lines(struct conn *c);
+
 /* Header lines (Cache-Status...) for a relayed response, or NULL. */
 const char *conn_cache_response_lines(struct conn *c);
 

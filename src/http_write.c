@@ -214,17 +214,18 @@ http_write_response(struct evbuffer *out, const struct http_response *resp,
 }
 
 void
-http_write_error(struct evbuffer *out, int status, bool close, bool head_request)
+http_write_error(struct evbuffer *out, int status, bool close, bool head_request,
+                 const char *extra)
 {
     const char *reason = http_write_reason(status);
     size_t body_len = (size_t)snprintf(NULL, 0, "%d %s\n", status, reason);
     evbuffer_add_printf(out,
                         "HTTP/1.1 %d %s\r\nDate: %s\r\nServer: tailcache\r\n"
-                        "Content-Type: text/plain\r\nContent-Length: %zu\r\n%s%s\r\n",
+                        "Content-Type: text/plain\r\nContent-Length: %zu\r\n%s%s%s\r\n",
                         status, reason, http_write_date(), body_len,
                         status == 405 ? "Allow: GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS\r\n"
                                       : "",
-                        close ? "Connection: close\r\n" : "");
+                        extra != NULL ? extra : "", close ? "Connection: close\r\n" : "");
     if (!head_request)
         evbuffer_add_printf(out, "%d %s\n", status, reason);
 }

@@ -52,8 +52,10 @@ void http_write_response(struct evbuffer *out, const struct http_response *resp,
                          enum http_framing framing, uint64_t content_length, bool close,
                          bool keep_alive_10, const char *extra);
 
-/* Appends a complete short text/plain error response; HEAD gets no body. */
-void http_write_error(struct evbuffer *out, int status, bool close, bool head_request);
+/* Appends a complete short text/plain error response; HEAD gets no body.
+ * extra, when not NULL, is appended as header lines (each ending CRLF). */
+void http_write_error(struct evbuffer *out, int status, bool close, bool head_request,
+                      const char *extra);
 
 /* Appends "HTTP/1.1 100 Continue" interim response. */
 void http_write_continue(struct evbuffer *out);

@@ -11,7 +11,11 @@ What is here:
     connection, stream 1 GiB either way without holding it);
   - RawClient: sends arbitrary bytes and reads back HTTP responses with
     correct framing (Content-Length, chunked with trailers, until close,
-    no body for HEAD/1xx/204/304), with timeouts.
+    no body for HEAD/1xx/204/304), with timeouts;
+  - Origin.handle(path, fn) with Reply: per-test responses (any status and
+    headers, delays, paced or cut bodies, dropped connections), e.g. for
+    the cache tests; run_parallel / concurrent_requests: bounded bursts of
+    simultaneous requests.
 
 Rules every helper keeps: loopback only; every wait is bounded in time;
 every loop is bounded in count or time.  Everything a test starts is
@@ -1000,6 +1004,7 @@ class OriginRequest(Message):
         self.index_on_conn = None
         self.complete = False
         self.sink_result = None
+        self.t_head = None  # monotonic time its head was parsed
 
     @property
     def path(self):
@@ -1098,7 +1103,13 @@ class Origin:
     X-Origin-Conn (connection sequence number).
 
     drop_reused: close a connection, without answering, when a second
-    request arrives on it (a keep-alive connection the origin timed out)."""
+    request arrives on it (a keep-alive connection the origin timed out).
+
+    Custom handlers: o.handle(path, fn) serves that exact path (query
+    ignored) with fn(req) -> Reply, called on the connection's thread (it
+    may block, bounded, e.g. to wait for the proxy's counters), or with a
+    fixed Reply. They take precedence over the built-in paths. Use
+    o.count(path, method) for per-path request counts."""
 
     def __init__(self, name="origin", port=None, drop_reused=False, max_body=64 * MiB):
         self.name = name
@@ -1113,6 +1124,8 @@ class Origin:
         self.bad = 0
         self.dropped = 0
         self.errors = []
+        self.handlers = {}
+        self.reply_body_bytes = 0  # body bytes sent by custom handlers
         self._stop = threading.Event()
         self._conns = set()
         self._threads = []
@@ -1150,6 +1163,24 @@ class Origin:
         with self.lock:
             assert self.requests, "origin %s saw no request" % self.name
             return self.requests[-1]
+
+    def count(self, path=None, method=None):
+        """Complete requests seen, only those for path (exact, no query)
+        and/or method when given."""
+        with self.lock:
+            return sum(1 for r in self.requests
+                       if (path is None or r.path == path)
+                       and (method is None or r.method == method))
+
+    def requests_for(self, path):
+        with self.lock:
+            return [r for r in self.requests if r.path == path]
+
+    def handle(self, path, fn):
+        """Serves path with fn(req) -> Reply, or with a fixed Reply."""
+        with self.lock:
+            self.handlers[path] = fn
+        return self
 
     def reset_counters(self):
         with self.lock:
@@ -1238,6 +1269,7 @@ class Origin:
                     raise ProtocolError("connection closed inside a request head")
                 return
             req = self._parse_head(head)
+            req.t_head = time.monotonic()
             req.conn_id = cid
             req.index_on_conn = index
             with self.lock:
@@ -1370,6 +1402,12 @@ class Origin:
             h = list(headers) + [("Content-Length", str(len(body)))] + extra
             s.sendall(self._head_bytes(status, reason, h, req, cid) + (b"" if is_head else body))
 
+        with self.lock:
+            custom = self.handlers.get(path)
+        if custom is not None:
+            reply = custom(req) if callable(custom) else custom
+            return self._send_reply(s, req, reply, keep, cid)
+
         if path == "/ok":
             simple(200, "OK", b"ok\n", [("Content-Type", "text/plain")])
         elif path == "/delay":
@@ -1457,6 +1495,194 @@ class Origin:
         else:
             simple(200, "OK", ("hello from %s\n" % self.name).encode())
         return keep
+
+
+    def _send_reply(self, s, req, rp, keep, cid):
+        """Writes a custom handler's Reply; returns True to keep the connection."""
+        if isinstance(rp, tuple):
+            rp = Reply(*rp)
+        if rp.delay and self._stop.wait(rp.delay):
+            return False
+        if rp.drop:
+            with self.lock:
+                self.dropped += 1
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return False
+        keep = keep and not rp.close
+        status = rp.status
+        bodiless = (req.method == "HEAD" or status in (204, 304) or 100 <= status < 200)
+        n = len(rp.body) if rp.size is None else rp.size
+        headers = list(rp.headers)
+        names = {k.lower() for k, _ in headers}
+        if rp.chunked:
+            headers.append(("Transfer-Encoding", "chunked"))
+        elif status not in (204, 304) and not 100 <= status < 200 and "content-length" not in names:
+            headers.append(("Content-Length", str(n)))
+        if not keep:
+            headers.append(("Connection", "close"))
+        reason = rp.reason or _REASONS.get(status, "Status")
+        s.sendall(self._head_bytes(status, reason, headers, req, cid))
+        rp.started_at = time.monotonic()
+        if bodiless:
+            rp.finished_at = rp.started_at
+            return keep
+        limit = n if rp.cut_at is None else min(n, rp.cut_at)
+        body = memoryview(rp.body) if rp.size is None else None
+        ext = memoryview(_PATTERN_EXT)
+        sent = 0
+        t0 = time.monotonic()
+        while sent < limit:
+            k = min(rp.piece, limit - sent, MiB)
+            if body is not None:
+                data = body[sent:sent + k]
+            else:
+                data = ext[sent % 256:sent % 256 + k]
+            if rp.chunked:
+                s.sendall(b"%x\r\n" % k)
+                s.sendall(data)
+                s.sendall(b"\r\n")
+            else:
+                s.sendall(data)
+            sent += k
+            rp.sent = sent
+            with self.lock:
+                self.reply_body_bytes += k
+            if rp.rate:
+                wait = t0 + sent / float(rp.rate) - time.monotonic()
+                if wait > 0 and self._stop.wait(wait):
+                    return False
+        if rp.cut_at is not None and rp.cut_at < n:
+            if rp.before_cut is not None:
+                rp.before_cut()
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return False
+        if rp.chunked:
+            s.sendall(b"0\r\n\r\n")
+        rp.finished_at = time.monotonic()
+        return keep
+
+
+_REASONS = {200: "OK", 203: "Non-Authoritative Information", 204: "No Content",
+            206: "Partial Content", 301: "Moved Permanently", 304: "Not Modified",
+            404: "Not Found", 500: "Internal Server Error", 502: "Bad Gateway",
+            503: "Service Unavailable"}
+
+
+class Reply:
+    """What a custom origin handler (Origin.handle) answers.
+
+    status, headers (list of (name, value); Content-Length is added unless
+    given, chunked, or the status has no body), reason; body (bytes) or
+    size (that many pattern bytes, streamed without a big allocation);
+    delay: seconds before the head; rate: body bytes per second (paced,
+    in pieces of piece bytes); chunked: chunked framing; cut_at: close the
+    connection after that many body bytes (the advertised length stays),
+    calling before_cut() first; drop: close without answering; close:
+    Connection: close. After sending, started_at / finished_at (monotonic)
+    and sent (body bytes) are set on the Reply."""
+
+    def __init__(self, status=200, headers=(), body=b"", size=None, delay=0.0, rate=None,
+                 piece=64 * KiB, chunked=False, cut_at=None, before_cut=None, drop=False,
+                 close=False, reason=None):
+        self.status = status
+        self.headers = list(headers)
+        self.body = body
+        self.size = size
+        self.delay = delay
+        self.rate = rate
+        self.piece = piece
+        self.chunked = chunked
+        self.cut_at = cut_at
+        self.before_cut = before_cut
+        self.drop = drop
+        self.close = close
+        self.reason = reason
+        self.started_at = None
+        self.finished_at = None
+        self.sent = 0
+
+
+def run_parallel(n, fn, timeout):
+    """Runs fn(i) for i in range(n) in n threads released together by a
+    barrier; returns the list of results, an exception standing for a call
+    that raised. AssertionError when some are still running after timeout
+    seconds (the threads are daemons: they die with the test process)."""
+    results = [None] * n
+    barrier = threading.Barrier(n + 1)
+
+    def run(i):
+        try:
+            barrier.wait(timeout)
+        except threading.BrokenBarrierError as e:
+            results[i] = e
+            return
+        try:
+            results[i] = fn(i)
+        except BaseException as e:  # noqa: B902 - reported to the caller
+            results[i] = e
+
+    threads = [threading.Thread(target=run, args=(i,), daemon=True, name="par-%d" % i)
+               for i in range(n)]
+    for t in threads:
+        t.start()
+    barrier.wait(timeout)
+    deadline = time.monotonic() + timeout
+    for t in threads:
+        t.join(max(0.0, deadline - time.monotonic()))
+    alive = sum(1 for t in threads if t.is_alive())
+    if alive:
+        raise AssertionError("%d of %d parallel calls still running after %.1fs"
+                             % (alive, n, timeout))
+    return results
+
+
+def concurrent_requests(port, n, target, method="GET", headers=None, timeout=30.0,
+                        host="test", keep_body=True, on_body=None):
+    """n clients connect first, then each sends one request at the same
+    moment (a barrier) and reads the response, on its own thread.
+
+    Returns a list with, per client, a Response or the exception it got.
+    Each Response (and each exception) carries t_sent, t_first (first body
+    byte, None without one) and t_done, monotonic times. keep_body=False
+    keeps no body (on_body(i, memoryview) still sees it, e.g. to checksum
+    it). timeout bounds every wait and the whole run."""
+    clients = [RawClient(port, timeout=timeout) for _ in range(n)]
+    raw = build_request(method, target, headers=headers, host=host)
+
+    def one(i):
+        c = clients[i]
+        st = {"first": None}
+        parts = []
+
+        def sink(mv):
+            if st["first"] is None:
+                st["first"] = time.monotonic()
+            if on_body is not None:
+                on_body(i, mv)
+            if keep_body:
+                parts.append(bytes(mv))
+
+        t_sent = time.monotonic()
+        try:
+            c.send(raw)
+            r = c.read_response(head=(method == "HEAD"), sink=sink)
+            r.body = b"".join(parts)
+        except Exception as e:
+            e.t_sent, e.t_first, e.t_done = t_sent, st["first"], time.monotonic()
+            e.body_len = sum(len(x) for x in parts)
+            return e
+        finally:
+            c.close()
+        r.t_sent, r.t_first, r.t_done = t_sent, st["first"], time.monotonic()
+        return r
+
+    return run_parallel(n, one, timeout)
 
 
 # --------------------------------------------------------------------------
