@@ -120,53 +120,10 @@ ck_trim(const char **s, size_t *n)
         (*n)--;
 }
 
-/*
- * Steps through a comma-separated list: sets *el to the next element, OWS
- * trimmed and possibly empty, and returns true; false after the last one.
- * A comma inside a quoted-string does not split. *pos starts at 0.
- */
-static bool
-ck_list_next(const char *v, size_t n, size_t *pos, const char **el, size_t *el_len)
-{
-    size_t i = *pos, start = *pos;
-    bool quoted = false;
-
-    if (i > n)
-        return false;
-    for (; i < n; i++) {
-        if (quoted) {
-            if (v[i] == '\\' && i + 1 < n)
-                i++;
-            else if (v[i] == '"')
-                quoted = false;
-        } else if (v[i] == '"') {
-            quoted = true;
-        } else if (v[i] == ',') {
-            break;
-        }
-    }
-    *pos = i + 1;
-    *el = v + start;
-    *el_len = i - start;
-    ck_trim(el, el_len);
-    return true;
-}
-
 static bool
 ck_mem_eq(const char *a, size_t an, const char *b, size_t bn)
 {
     return an == bn && (an == 0 || memcmp(a, b, an) == 0);
-}
-
-static bool
-ck_mem_ieq(const char *a, size_t an, const char *b, size_t bn)
-{
-    if (an != bn)
-        return false;
-    for (size_t i = 0; i < an; i++)
-        if (ck_lower((unsigned char)a[i]) != ck_lower((unsigned char)b[i]))
-            return false;
-    return true;
 }
 
 /* Bytewise order, a proper prefix first; ci compares ASCII letters lower-cased. */
@@ -340,7 +297,7 @@ ck_put_header(struct ck_out *w, const struct http_head *h, const char *name)
     for (unsigned i = 0; i < h->nheaders; i++) {
         const struct http_header *f = &h->headers[i];
 
-        if (!ck_mem_ieq(f->name, f->name_len, name, name_len))
+        if (!http_mem_ieq(f->name, f->name_len, name, name_len))
             continue;
         if (found)
             ck_out_mem(w, ", ", 2);
@@ -391,7 +348,7 @@ ck_put_cookie(struct ck_out *w, const struct http_head *h, const char *name)
     for (unsigned i = 0; i < h->nheaders; i++) {
         const struct http_header *f = &h->headers[i];
 
-        if (!ck_mem_ieq(f->name, f->name_len, "cookie", 6))
+        if (!http_mem_ieq(f->name, f->name_len, "cookie", 6))
             continue;
         if (ck_cookie_find(f->value, f->value_len, name, name_len, &val)) {
             ck_out_byte(w, '=');
@@ -464,10 +421,10 @@ cache_key_vary_names(char *buf, size_t cap, const struct http_head *resp_head)
     for (unsigned k = 0; k < resp_head->nheaders; k++) {
         const struct http_header *f = &resp_head->headers[k];
 
-        if (!ck_mem_ieq(f->name, f->name_len, "vary", 4))
+        if (!http_mem_ieq(f->name, f->name_len, "vary", 4))
             continue;
         pos = 0;
-        while (ck_list_next(f->value, f->value_len, &pos, &el.p, &el.n)) {
+        while (http_list_next(f->value, f->value_len, &pos, &el.p, &el.n)) {
             if (el.n == 0)
                 continue;
             if (!ck_is_token(el.p, el.n) || (el.n == 1 && el.p[0] == '*'))
@@ -551,28 +508,28 @@ ck_put_accept_encoding(struct ck_out *w, const struct http_head *h)
     for (unsigned k = 0; k < h->nheaders; k++) {
         const struct http_header *f = &h->headers[k];
 
-        if (!ck_mem_ieq(f->name, f->name_len, "accept-encoding", 15))
+        if (!http_mem_ieq(f->name, f->name_len, "accept-encoding", 15))
             continue;
         pos = 0;
-        while (ck_list_next(f->value, f->value_len, &pos, &el, &el_len)) {
+        while (http_list_next(f->value, f->value_len, &pos, &el, &el_len)) {
             coding = el;
             for (coding_len = 0; coding_len < el_len && el[coding_len] != ';'; coding_len++)
                 ;
             positive = ck_weight_positive(el + coding_len, el_len - coding_len);
             ck_trim(&coding, &coding_len);
-            if (ck_mem_ieq(coding, coding_len, "*", 1)) {
+            if (http_mem_ieq(coding, coding_len, "*", 1)) {
                 if (!star_listed)
                     star_ok = positive;
                 star_listed = true;
                 continue;
             }
-            if (ck_mem_ieq(coding, coding_len, "x-gzip", 6)) {
+            if (http_mem_ieq(coding, coding_len, "x-gzip", 6)) {
                 coding = "gzip";
                 coding_len = 4;
             }
             for (i = 0; i < CK_NCODINGS; i++) {
                 if (listed[i] ||
-                    !ck_mem_ieq(coding, coding_len, ck_codings[i], strlen(ck_codings[i])))
+                    !http_mem_ieq(coding, coding_len, ck_codings[i], strlen(ck_codings[i])))
                     continue;
                 listed[i] = true;
                 ok[i] = positive;
@@ -624,13 +581,13 @@ ck_put_field_list(struct ck_out *w, const struct http_head *h, const char *name,
     for (unsigned k = 0; k < h->nheaders; k++) {
         const struct http_header *f = &h->headers[k];
 
-        if (!ck_mem_ieq(f->name, f->name_len, name, name_len))
+        if (!http_mem_ieq(f->name, f->name_len, name, name_len))
             continue;
         if (!found)
             ck_out_byte(w, '=');
         found = true;
         pos = 0;
-        while (ck_list_next(f->value, f->value_len, &pos, &el, &el_len)) {
+        while (http_list_next(f->value, f->value_len, &pos, &el, &el_len)) {
             if (el_len == 0)
                 continue;
             if (!first)
@@ -653,7 +610,7 @@ cache_key_variant(char *buf, size_t cap, const char *vary, size_t vary_len,
     if (vary_len == 0)
         return 0; /* vary may then be NULL */
     ck_out_init(&w, buf, cap);
-    while (ck_list_next(vary, vary_len, &pos, &name, &name_len)) {
+    while (http_list_next(vary, vary_len, &pos, &name, &name_len)) {
         if (name_len == 0)
             continue;
         if (!ck_is_token(name, name_len) || (name_len == 1 && name[0] == '*'))
@@ -662,7 +619,7 @@ cache_key_variant(char *buf, size_t cap, const char *vary, size_t vary_len,
             ck_out_byte(&w, CK_SEP);
         first = false;
         ck_out_lower(&w, name, name_len);
-        if (ck_mem_ieq(name, name_len, "accept-encoding", 15))
+        if (http_mem_ieq(name, name_len, "accept-encoding", 15))
             ck_put_accept_encoding(&w, &req->head);
         else
             ck_put_field_list(&w, &req->head, name, name_len);

@@ -123,7 +123,7 @@ http_lower(unsigned char c)
     return (c >= 'A' && c <= 'Z') ? (unsigned char)(c + ('a' - 'A')) : c;
 }
 
-static bool
+bool
 http_mem_ieq(const char *a, size_t alen, const char *b, size_t blen)
 {
     size_t i;
@@ -144,13 +144,7 @@ http_str_ieq(const char *s, size_t len, const char *lit)
 
 /* --- lists --------------------------------------------------------------- */
 
-/*
- * Steps through a comma-separated list: sets *el to the next element with
- * OWS trimmed (possibly empty) and returns true, or returns false after the
- * last one. An empty value is one empty element; commas inside a
- * quoted-string do not split. *pos starts at 0.
- */
-static bool
+bool
 http_list_next(const char *v, size_t n, size_t *pos, const char **el, size_t *el_len)
 {
     size_t i = *pos, start, end;

@@ -170,6 +170,17 @@ bool http_list_has_token(const char *value, size_t value_len, const char *token,
  * Connection header of h, i.e. the sender declared it hop-by-hop. */
 bool http_head_connection_names(const struct http_head *h, const char *name, size_t name_len);
 
+/*
+ * Steps through a comma-separated list: sets *el to the next element with
+ * OWS trimmed (possibly empty) and returns true, or returns false after the
+ * last one. An empty value is one empty element; commas inside a
+ * quoted-string do not split. *pos starts at 0.
+ */
+bool http_list_next(const char *v, size_t n, size_t *pos, const char **el, size_t *el_len);
+
+/* Case-insensitive compare of two (ptr, len) strings. */
+bool http_mem_ieq(const char *a, size_t alen, const char *b, size_t blen);
+
 /* Case-insensitive compare of a (ptr, len) string with a NUL-terminated literal. */
 bool http_str_ieq(const char *s, size_t len, const char *lit);
 

@@ -128,15 +128,26 @@ obj_wake_locked(struct obj *o)
         w->wake(w->arg);
 }
 
+/* A NUL-terminated copy of a header block; NULL when out of memory
+ * (the request path fails soft, never aborts). */
+static char *
+obj_head_copy(const char *head, size_t len)
+{
+    char *copy = malloc(len + 1);
+    if (copy != NULL) {
+        memcpy(copy, head, len);
+        copy[len] = '\0';
+    }
+    return copy;
+}
+
 int
 obj_set_head(struct obj *o, int status, const char *head, size_t head_len, uint64_t body_max,
              const struct obj_meta *meta)
 {
-    char *copy = malloc(head_len + 1);
+    char *copy = obj_head_copy(head, head_len);
     if (copy == NULL)
         return -1;
-    memcpy(copy, head, head_len);
-    copy[head_len] = '\0';
     obj_lock(o);
     UTIL_ASSERT(o->state == OBJ_BUSY && o->head == NULL && o->body_len == 0);
     o->status = (uint16_t)status;
@@ -241,11 +252,9 @@ obj_set_meta(struct obj *o, const struct obj_meta *meta)
 int
 obj_revalidate(struct obj *o, const char *head, size_t head_len, const struct obj_meta *meta)
 {
-    char *copy = malloc(head_len + 1);
+    char *copy = obj_head_copy(head, head_len);
     if (copy == NULL)
         return -1;
-    memcpy(copy, head, head_len);
-    copy[head_len] = '\0';
     obj_lock(o);
     UTIL_ASSERT(o->state == OBJ_COMPLETE);
     char *old = o->head;
