@@ -913,6 +913,18 @@ conn_cache_on_response_head(struct conn *c)
         return;
     pol = conn_cache_policy(c);
     if (!cache_policy_storable(&c->req, resp, pol, now, &reason)) {
+        struct cache_policy_cc req_cc;
+        cache_policy_cc_request(&c->req, &req_cc);
+        if (reason == CACHE_POLICY_R_AUTHORIZATION || (reason == CACHE_POLICY_R_NO_STORE &&
+                                                        req_cc.no_store)) {
+            /* This request's own doing, not the resource's: no marker, or
+             * one client could turn caching off for everyone. */
+            c->w->stats.cache_not_stored++;
+            x->outcome = "pass";
+            conn_cache_set_status(c, "fwd=miss; detail=%s", cache_policy_reason_name(reason));
+            conn_cache_fail_fill(c);
+            return;
+        }
         conn_cache_hit_for_miss(c, cache_policy_reason_name(reason));
         return;
     }

@@ -398,12 +398,29 @@ def test_authorization():
     fixed(o, "/auth/mr", cc="must-revalidate, max-age=60")
     auth = [("Authorization", "Basic dXNlcjpwYXNz")]
     assert_not_stored(get(tc.port, "/auth/plain", headers=auth), "authorization")
-    assert_hfm(get(tc.port, "/auth/plain", headers=auth))
+    # The request's own Authorization leaves no hit-for-miss marker behind,
+    # or one client could switch caching off for everyone.
+    assert_not_stored(get(tc.port, "/auth/plain", headers=auth), "authorization")
     assert o.count("/auth/plain") == 2
+    assert_stored(get(tc.port, "/auth/plain"), ttl=60)
+    assert_hit(get(tc.port, "/auth/plain"))
+    assert o.count("/auth/plain") == 3
     for path in ("/auth/public", "/auth/smax", "/auth/mr"):
         assert_stored(get(tc.port, path, headers=auth), ttl=60)
         assert_hit(get(tc.port, path, headers=auth))
         assert o.count(path) == 1, path
+
+
+def test_request_no_store_leaves_no_marker():
+    """A client's Cache-Control: no-store keeps its own response out of the
+    cache, but must not stop others from caching the URL."""
+    o, tc = start()
+    fixed(o, "/ns", cc="max-age=60")
+    r = get(tc.port, "/ns", headers=[("Cache-Control", "no-store")])
+    assert_not_stored(r, "no_store")
+    assert_stored(get(tc.port, "/ns"), ttl=60)
+    assert_hit(get(tc.port, "/ns"))
+    assert o.count("/ns") == 2
 
 
 def test_no_cache_revalidated_every_time():
