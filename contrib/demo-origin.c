@@ -88,8 +88,9 @@
       "N bytes (default 1 MiB, max 64 GiB), chunked, 64 KiB pieces with backpressure")             \
     X(ECHO, "echo", "ANY /echo",                                                                   \
       "echoes the request body (application/octet-stream), X-Method and X-Host headers")           \
-    X(BENCH, "bench", "GET /bench?size=N",                                                         \
-      "N bytes (default 1024, max 16 MiB) at once, no delay, Cache-Control: no-store")             \
+    X(BENCH, "bench", "GET /bench?size=N[&cache=1]",                                               \
+      "N bytes (default 1024, max 16 MiB) at once, no delay, Cache-Control: no-store; "            \
+      "cache=1: Cache-Control: public, max-age=3600 instead")                                      \
     X(STATS, "stats", "GET /stats", "JSON counters: requests per endpoint, connections accepted")  \
     X(NOT_FOUND, "not_found", NULL, NULL)
 
@@ -958,11 +959,16 @@ static void
 handle_bench(struct evhttp_request *req)
 {
     uint64_t size = DEMO_BENCH_DEFAULT;
+    uint64_t cache = 0;
     struct evbuffer *body;
     uint64_t left;
 
     if (query_u64(req, "size", &size) < 0 || size > DEMO_BENCH_MAX) {
         reply_json_error(req, 400, "size must be an integer in 0..16777216", 0);
+        return;
+    }
+    if (query_u64(req, "cache", &cache) < 0 || cache > 1) {
+        reply_json_error(req, 400, "cache must be 0 or 1", 0);
         return;
     }
     body = evbuffer_new();
@@ -976,7 +982,8 @@ handle_bench(struct evhttp_request *req)
             break;
         left -= n;
     }
-    reply_add_common(req, 0, "application/octet-stream", "no-store");
+    reply_add_common(req, 0, "application/octet-stream",
+                     cache != 0 ? "public, max-age=3600" : "no-store");
     reply_send(req, 200, body, 0);
     evbuffer_free(body);
 }
