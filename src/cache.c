@@ -573,6 +573,12 @@ cache_new(size_t max_bytes, unsigned nshards, enum cache_eviction ev)
     return c;
 }
 
+size_t
+cache_entry_limit(const struct cache *c)
+{
+    return c->shards[0].max_bytes;
+}
+
 /*
  * Walks one shard and checks every invariant the fast paths only check
  * locally. O(entries): run at teardown, where it costs nothing extra.

@@ -88,6 +88,9 @@ bool cache_remove(struct cache *c, const char *key, size_t len, uint64_t hash,
  * as needed. Does nothing when o is not linked. */
 void cache_recharge(struct cache *c, struct obj *o);
 
+/* The largest charge an entry may have: one shard's budget. */
+size_t cache_entry_limit(const struct cache *c);
+
 /* True when hash was evicted recently (it is in the ghost). */
 bool cache_was_evicted(struct cache *c, uint64_t hash);
 

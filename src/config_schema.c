@@ -153,7 +153,7 @@ static const struct config_key config_cache_memory_keys[] = {
     {.name = "shards",
      .type = CONFIG_T_UINT,
      .off = CONFIG_C(cache_shards, unsigned),
-     .def = "64",
+     .def = "16",
      .min = 1,
      .max = 1024,
      .flags = CONFIG_F_POW2,
@@ -171,10 +171,11 @@ static const struct config_key config_cache_memory_keys[] = {
     {.name = "max_object_size",
      .type = CONFIG_T_SIZE,
      .off = CONFIG_C(cache_max_object, size_t),
-     .def = "64m",
+     .def = "16m",
      .min = UINT64_C(1) << 10,
      .max = UINT64_C(4) << 30,
-     .help = "Largest response stored; a larger one is passed to the client, not stored."},
+     .help = "Largest response stored (never more than size / shards); a larger one is "
+             "passed to the client, not stored."},
     {0},
 };
 
@@ -295,7 +296,7 @@ static const struct config_key config_route_cache_keys[] = {
                        "applies if longer."),
     CONFIG_SECONDS_ROW("stale_if_error", cache.stale_if_error, "0s", 0,
                        "How long past its freshness a response may still be served when the "
-                       "origin fails (down, unreachable, timed out, or 500, 502, 503, 504); the "
+                       "origin fails (down, unreachable, timed out, or any 5xx status); the "
                        "origin's stale-if-error applies if longer."),
     CONFIG_SECONDS_ROW("heuristic_max", cache.heuristic_max, "1d", 0,
                        "Cap on the heuristic freshness (10% of the time since Last-Modified) of "

@@ -112,6 +112,8 @@ conn_cache_error_lines(struct conn *c)
     struct conn_exchange *x = &c->x;
     if (!x->caching)
         return NULL;
+    if (strstr(x->cache_lines, "detail=") != NULL)
+        return x->cache_lines; /* already says why (only-if-cached...) */
     /* The error is ours, not the origin's: say that nothing came from
      * the cache and nothing was stored. */
     conn_cache_set_status(c, "fwd=%s; detail=proxy-error",
@@ -122,7 +124,25 @@ conn_cache_error_lines(struct conn *c)
 const char *
 conn_cache_response_lines(struct conn *c)
 {
-    return c->x.caching && c->x.cache_lines[0] != '\0' ? c->x.cache_lines : NULL;
+    if (!c->x.caching || c->x.cache_lines[0] == '\0')
+        return NULL;
+    if (strstr(c->x.cache_lines, "Server-Timing:") == NULL)
+        conn_cache_add_timing(c);
+    return c->x.cache_lines;
+}
+
+#define CONN_CACHE_HEAD_ROOM (64 * 1024) /* a shard's room kept for a body's head and key */
+
+/* The largest body we try to store: max_object_size, but never more than
+ * one shard can hold with its head (a bigger object would be evicted on
+ * arrival). */
+static uint64_t
+conn_cache_object_limit(const struct conn *c)
+{
+    size_t shard = cache_entry_limit(c->w->cache);
+    size_t room = shard > 2 * CONN_CACHE_HEAD_ROOM ? shard - CONN_CACHE_HEAD_ROOM : shard / 2;
+    size_t max = conn_cfg(c)->cache_max_object;
+    return max < room ? max : room;
 }
 
 /* --- keys ------------------------------------------------------------- */
@@ -365,6 +385,21 @@ conn_cache_join(struct conn *c, struct obj *o)
 
 /* --- lookup ------------------------------------------------------------ */
 
+/* Cache-Control: only-if-cached: a request that would go to the origin
+ * is answered 504 instead (RFC 9111 5.2.1.7). Returns true when it was. */
+static bool
+conn_cache_only_if_cached(struct conn *c)
+{
+    struct cache_policy_cc cc;
+    cache_policy_cc_request(&c->req, &cc);
+    if (!cc.only_if_cached)
+        return false;
+    c->x.outcome = "miss";
+    conn_cache_set_status(c, "fwd=miss; detail=only-if-cached");
+    conn_respond_error(c, 504);
+    return true;
+}
+
 /* Sends the request upstream without the cache (nothing stored). */
 static void
 conn_cache_pass(struct conn *c, const char *fwd)
@@ -382,6 +417,8 @@ conn_cache_miss(struct conn *c, const char *fwd)
     struct conn_exchange *x = &c->x;
     struct cache *cache = conn_cache_store(c);
 
+    if (conn_cache_only_if_cached(c))
+        return;
     if (c->req.method_id == HTTP_M_HEAD) {
         /* A HEAD response has no body to fill a GET object with. */
         conn_cache_pass(c, "miss; detail=head");
@@ -416,7 +453,8 @@ static void
 conn_cache_bg_refresh(struct conn *c, struct obj *o)
 {
     bool expected = false;
-    if (c->req.head.framing != HTTP_FRAMING_NONE ||
+    /* A HEAD copy would fetch no body to refresh the entry with. */
+    if (c->req.head.framing != HTTP_FRAMING_NONE || c->req.method_id != HTTP_M_GET ||
         !atomic_compare_exchange_strong(&o->refreshing, &expected, true))
         return;
     if (conn_start_internal(c->w, c->head, c->head_len) < 0) {
@@ -437,13 +475,53 @@ conn_cache_refetch(struct conn *c, struct obj *o, const struct cache_policy_info
     struct cache_policy_validators v;
     struct cache_policy_conditional cond;
 
-    x->stale = obj_ref(o);
-    x->stale_if_error = info->stale_if_error;
     c->w->stats.cache_expired++;
+    if (conn_cache_only_if_cached(c))
+        return;
     if (c->req.method_id == HTTP_M_HEAD) {
+        x->stale = obj_ref(o);
+        x->stale_if_error = info->stale_if_error;
         conn_cache_pass(c, "stale; detail=head");
         return;
     }
+    /* One refetch per expired entry: later requests join it as they would
+     * a miss's fetch. A 304 fails the new object, and its waiters look
+     * again and find the entry refreshed. */
+    struct obj *fill = obj_new(OBJ_KIND_RESPONSE, c->key, c->key_len, c->key_hash);
+    struct obj *pending = NULL, *settled = NULL;
+    obj_lock(o);
+    if (o->pending != NULL)
+        pending = obj_ref(o->pending);
+    obj_unlock(o);
+    if (pending != NULL && obj_get_state(pending) != OBJ_BUSY) {
+        /* A refetch that settled without clearing itself: replace it. (Two
+         * object locks are never held at once, hence the second look.) */
+        obj_lock(o);
+        if (o->pending == pending) {
+            settled = o->pending;
+            o->pending = NULL;
+        }
+        obj_unlock(o);
+        obj_unref(&settled);
+        obj_unref(&pending);
+    }
+    if (pending == NULL) {
+        obj_lock(o);
+        if (o->pending == NULL)
+            o->pending = obj_ref(fill); /* o->pending holds one, the exchange the other */
+        else
+            pending = obj_ref(o->pending); /* lost a race: join the winner */
+        obj_unlock(o);
+    }
+    if (pending != NULL) {
+        obj_unref(&fill);
+        conn_cache_join(c, pending);
+        obj_unref(&pending);
+        return;
+    }
+    x->fill = fill;
+    x->stale = obj_ref(o);
+    x->stale_if_error = info->stale_if_error;
     obj_lock(o);
     cache_policy_validators(o->head, o->head_len, &v);
     bool cond_ok = cache_policy_revalidation(&v, conn_cache_now(), &cond);
@@ -461,7 +539,6 @@ conn_cache_refetch(struct conn *c, struct obj *o, const struct cache_policy_info
     x->req_lines[n] = '\0';
     x->revalidating = n > 0;
 
-    x->fill = obj_new(OBJ_KIND_RESPONSE, c->key, c->key_len, c->key_hash);
     x->outcome = "miss";
     x->request_time = conn_cache_now();
     c->w->stats.cache_misses++;
@@ -656,10 +733,10 @@ conn_cache_serve_stale(struct conn *c, const char *why)
     struct obj_meta meta;
     struct obj *o = x->stale;
     char status[128];
-    x->stale = NULL; /* ours now */
+    conn_cache_fail_fill(c); /* clears o->pending while x->stale still names o */
+    x->stale = NULL;         /* ours now */
     obj_get_meta(o, &meta);
     int64_t age = cache_policy_current_age(&meta, conn_cache_now());
-    conn_cache_fail_fill(c);
     snprintf(status, sizeof(status), "tailcache; hit; ttl=%" PRId64 "; detail=%s",
              meta.lifetime - age, why);
     x->outcome = "stale";
@@ -797,7 +874,7 @@ conn_cache_tee(void *arg, struct evbuffer *src, size_t n)
 
     if (x->fill == NULL)
         return;
-    if (x->fill->body_len + n > conn_cfg(c)->cache_max_object) {
+    if (x->fill->body_len + n > conn_cache_object_limit(c)) {
         log_info("conn=%" PRIu64 ": response over cache.memory.max_object_size; not stored",
                  c->id);
         conn_cache_fail_fill(c); /* the relay to this client goes on */
@@ -820,6 +897,24 @@ conn_cache_tee(void *arg, struct evbuffer *src, size_t n)
     }
 }
 
+/* The refetch is settled (its object linked, completed or failed): the
+ * expired entry stops pointing at it. */
+static void
+conn_cache_clear_pending(struct conn *c)
+{
+    struct conn_exchange *x = &c->x;
+    if (x->stale == NULL || x->fill == NULL)
+        return;
+    struct obj *drop = NULL;
+    obj_lock(x->stale);
+    if (x->stale->pending == x->fill) {
+        drop = x->stale->pending;
+        x->stale->pending = NULL;
+    }
+    obj_unlock(x->stale);
+    obj_unref(&drop);
+}
+
 /* Fails the fill: unlinks it, wakes its waiters. */
 static void
 conn_cache_fail_fill(struct conn *c)
@@ -827,6 +922,7 @@ conn_cache_fail_fill(struct conn *c)
     struct conn_exchange *x = &c->x;
     if (x->fill == NULL)
         return;
+    conn_cache_clear_pending(c);
     cache_remove(conn_cache_store(c), x->fill->key, x->fill->key_len, x->fill->hash, x->fill);
     if (obj_get_state(x->fill) == OBJ_BUSY)
         obj_finish(x->fill, OBJ_FAILED);
@@ -838,6 +934,7 @@ static void
 conn_cache_hit_for_miss(struct conn *c, const char *reason)
 {
     struct conn_exchange *x = &c->x;
+    conn_cache_clear_pending(c);
     if (x->stale != NULL)
         obj_unref(&x->stale); /* the marker below replaces the expired entry */
     struct obj *m = obj_new(OBJ_KIND_HIT_FOR_MISS, x->fill->key, x->fill->key_len, x->fill->hash);
@@ -881,6 +978,7 @@ conn_cache_rekey_variant(struct conn *c, const char *names, size_t names_len)
     obj_unref(&marker);
     /* The BUSY object under the primary key (replaced by the marker)
      * fails; its waiters look again and find the marker. */
+    conn_cache_clear_pending(c);
     if (obj_get_state(x->fill) == OBJ_BUSY)
         obj_finish(x->fill, OBJ_FAILED);
     obj_unref(&x->fill);
@@ -929,8 +1027,8 @@ conn_cache_on_response_head(struct conn *c)
         return;
     }
     if (resp->head.framing == HTTP_FRAMING_LENGTH &&
-        resp->head.content_length > conn_cfg(c)->cache_max_object) {
-        conn_cache_hit_for_miss(c, "too-big");
+        resp->head.content_length > conn_cache_object_limit(c)) {
+        conn_cache_hit_for_miss(c, "too_big");
         return;
     }
     ssize_t nn = cache_key_vary_names(names, sizeof(names), &resp->head);
@@ -972,6 +1070,7 @@ conn_cache_on_response_head(struct conn *c)
         cache_insert(conn_cache_store(c), x->fill);
         x->fill_linked = true;
     }
+    conn_cache_clear_pending(c);
     obj_unref(&x->stale);
     x->resp_body.tee = conn_cache_tee;
     x->resp_body.tee_arg = c;
@@ -979,7 +1078,6 @@ conn_cache_on_response_head(struct conn *c)
     conn_cache_set_status(c, "fwd=%s; stored; ttl=%" PRId64,
                           strstr(c->x.cache_lines, "fwd=stale") != NULL ? "stale" : "miss",
                           meta.lifetime);
-    conn_cache_add_timing(c);
 }
 
 void

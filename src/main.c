@@ -158,6 +158,10 @@ main_reload(struct main_state *m)
     }
     if (!main_same_listen(cfg, m->cfg))
         log_warn("reload: listen addresses changed; they take effect at the next restart");
+    if (cfg->cache_memory_size != m->cfg->cache_memory_size ||
+        cfg->cache_shards != m->cfg->cache_shards || cfg->cache_eviction != m->cfg->cache_eviction)
+        log_warn("reload: cache.memory size, shards or eviction changed; they take effect at the "
+                 "next restart");
     if (cfg->workers != m->cfg->workers && m->cfg_workers_from_file != cfg->workers)
         log_warn("reload: workers changed; it takes effect at the next restart");
     m->cfg_workers_from_file = cfg->workers;

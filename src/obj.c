@@ -101,6 +101,7 @@ obj_free(struct obj *o)
         free(s);
         s = next;
     }
+    obj_unref(&o->pending);
     free(o->head);
     if (o->kind == OBJ_KIND_VARY)
         free(o->vary);

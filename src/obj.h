@@ -117,6 +117,8 @@ struct obj {
     };
 
     struct obj_waiter_list waiters;
+    struct obj *pending; /* kind RESPONSE: the refetch of this expired entry under
+                          * way (a reference), which other requests join */
 
     /* index: owned by cache.c under the shard lock */
     size_t charge;      /* bytes this entry counts against the cache size */

@@ -32,7 +32,7 @@ struct evbuffer;
     X(upstream_requests, COUNTER, "Requests sent to upstream servers")                           \
     X(upstream_connects, COUNTER, "New upstream connections opened")                              \
     X(upstream_reuses, COUNTER, "Requests sent on a reused keep-alive upstream connection")       \
-    X(upstream_retries, COUNTER, "Requests retried after a reused connection was found closed")   \
+    X(upstream_retries, COUNTER, "Requests resent: reused connection found closed, or failed connect") \
     X(upstream_connect_errors, COUNTER, "Upstream connections that failed or timed out")          \
     X(upstream_timeouts, COUNTER, "Upstream requests that timed out (504)")                       \
     X(upstream_bad_responses, COUNTER, "Malformed upstream responses (502)")                      \

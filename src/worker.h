@@ -50,7 +50,7 @@ struct worker {
     size_t nlisten;
     struct evconnlistener **listeners;
     struct worker_gen *gen;
-    struct cache *cache; /* shared by all workers; NULL when no route caches */
+    struct cache *cache; /* the memory cache, shared by all workers */
     struct stats stats;
     struct event *ev_reload;
     struct event *ev_stop;

@@ -4,7 +4,7 @@
 # same bytes as a static file? One run, for each object size (1 KiB, 16 KiB
 # and 256 KiB by default), drives wrk against nginx and against tailcache
 # answering from its memory cache, and prints req/s, p50, p99 and the server
-# CPU per request (DESIGN.md "Performance budget": the number to watch),
+# CPU per request (the number to watch: it does not depend on how the CPUs are shared),
 # with the tailcache/nginx ratios.
 #
 # Setup, all on free 127.0.0.1 ports: the demo origin serves

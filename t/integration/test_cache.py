@@ -888,7 +888,7 @@ def test_long_delivery_not_cut_by_header_timeout():
     timeouts.client_header (a waiter streaming a slow fill, a slow reader
     of a hit) is not cut: the client sent its whole request long ago."""
     size = 16 * MiB
-    o, tc = start(top_cache={"memory": {"size": "64m", "shards": 1}},
+    o, tc = start(top_cache={"memory": {"size": "64m", "shards": 1, "max_object_size": "32m"}},
                   timeouts={"client_header": "1s"})
     o.handle("/long", Reply(200, [("Cache-Control", "max-age=60")], size=size, rate=8 * MiB,
                             piece=256 * 1024))
@@ -940,3 +940,59 @@ def test_cache_status_on_proxy_errors():
     assert r.status == 502, r
     assert cs(r).startswith("tailcache; fwd="), "the 502 of a caching route has Cache-Status " \
         "%r: %r" % (cs(r), r.headers)
+
+
+def test_expired_entry_refetched_once():
+    """A hot key that expires must not stampede the origin: the first
+    request to find it expired refetches, the others join that fetch."""
+    o, tc = start()
+
+    def h(req):
+        # Slow enough that all the concurrent requests arrive during it.
+        return Reply(200, [("Cache-Control", "max-age=1")],
+                     body=("n=%d\n" % o.count("/hot")).encode(), delay=0.4)
+    o.handle("/hot", h)
+    assert_stored(get(tc.port, "/hot"), ttl=1)
+    # The entry's lifetime is the thing to wait out; Age is whole seconds,
+    # so past 2 s it is surely expired.
+    time.sleep(2.1)
+    rs = concurrent_requests(tc.port, 30, "/hot", timeout=20)
+    bad = [r for r in rs if isinstance(r, Exception) or r.status != 200]
+    assert not bad, bad[:3]
+    bodies = set(r.body for r in rs)
+    print("origin saw %d requests for /hot; bodies %r" % (o.count("/hot"), bodies))
+    assert o.count("/hot") == 2, "an expired key was refetched %d times by 30 concurrent " \
+        "requests (want once)" % (o.count("/hot") - 1)
+    assert bodies == {b"n=2\n"}, bodies
+    statuses = sorted(set(cs(r) for r in rs))
+    assert any(s.startswith("tailcache; fwd=stale; stored") for s in statuses), statuses
+    assert CS_COLLAPSED in statuses, statuses
+
+
+def test_only_if_cached():
+    """Cache-Control: only-if-cached never goes to the origin: 504 when the
+    cache cannot answer (RFC 9111 5.2.1.7), the entry when it can."""
+    o, tc = start()
+    fixed(o, "/oic", cc="max-age=60")
+    r = get(tc.port, "/oic", headers=[("Cache-Control", "only-if-cached")])
+    assert r.status == 504, r
+    assert o.count("/oic") == 0
+    assert "only-if-cached" in cs(r), cs(r)
+    assert_stored(get(tc.port, "/oic"), ttl=60)
+    r = get(tc.port, "/oic", headers=[("Cache-Control", "only-if-cached")])
+    assert r.status == 200, r
+    assert_hit(r)
+    assert o.count("/oic") == 1
+
+
+def test_object_over_shard_budget_not_stored():
+    """An object larger than one shard's share of cache.memory.size is not
+    stored (it would be evicted on arrival) and says so."""
+    o, tc = start(top_cache={"memory": {"size": "1m", "shards": 4}})
+    fixed(o, "/big", cc="max-age=60", body=b"x" * (400 * 1024))
+    r = get(tc.port, "/big")
+    assert r.status == 200 and len(r.body) == 400 * 1024
+    assert_not_stored(r, "too_big")
+    fixed(o, "/small", cc="max-age=60", body=b"y" * (100 * 1024))
+    assert_stored(get(tc.port, "/small"), ttl=60)
+    assert_hit(get(tc.port, "/small"))
