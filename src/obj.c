@@ -72,12 +72,12 @@ obj_new(enum obj_kind kind, const char *key, size_t key_len, uint64_t hash)
     o->state = OBJ_BUSY;
     o->kind = kind;
     o->hash = hash;
-    o->key = (char *)(o + 1);
     memcpy(o->key, key, key_len);
     o->key[key_len] = '\0';
     o->key_len = (uint32_t)key_len;
     o->body_max = UINT64_MAX;
-    TAILQ_INIT(&o->waiters);
+    if (kind == OBJ_KIND_RESPONSE)
+        TAILQ_INIT(&o->waiters);
     return o;
 }
 
@@ -95,13 +95,15 @@ obj_free(struct obj *o)
 {
     struct obj_segment *s = o->first;
     UTIL_ASSERT(!o->linked);
-    UTIL_ASSERT(TAILQ_EMPTY(&o->waiters));
+    if (o->kind == OBJ_KIND_RESPONSE) {
+        UTIL_ASSERT(TAILQ_EMPTY(&o->waiters));
+        obj_unref(&o->pending);
+    }
     while (s != NULL) {
         struct obj_segment *next = s->next;
         free(s);
         s = next;
     }
-    obj_unref(&o->pending);
     free(o->head);
     if (o->kind == OBJ_KIND_VARY)
         free(o->vary);
@@ -125,6 +127,8 @@ static void
 obj_wake_locked(struct obj *o)
 {
     struct obj_waiter *w;
+    if (o->kind != OBJ_KIND_RESPONSE)
+        return; /* markers have no waiters */
     TAILQ_FOREACH(w, &o->waiters, link)
         w->wake(w->arg);
 }
@@ -142,6 +146,31 @@ obj_head_copy(const char *head, size_t len)
     return copy;
 }
 
+static uint32_t
+obj_pack_time(int64_t t)
+{
+    return t < 0 ? 0 : t > (int64_t)UINT32_MAX ? UINT32_MAX : (uint32_t)t;
+}
+
+static int32_t
+obj_pack_delta(int64_t d)
+{
+    return d > INT32_MAX ? INT32_MAX : d < INT32_MIN ? INT32_MIN : (int32_t)d;
+}
+
+static void
+obj_pack_meta(struct obj_meta_packed *p, const struct obj_meta *m)
+{
+    p->request_time = obj_pack_time(m->request_time);
+    p->response_time = obj_pack_time(m->response_time);
+    p->date_value = obj_pack_time(m->date_value);
+    p->age_value = obj_pack_delta(m->age_value);
+    p->lifetime = obj_pack_delta(m->lifetime);
+    p->swr = obj_pack_delta(m->swr);
+    p->sie = obj_pack_delta(m->sie);
+    p->flags = m->flags;
+}
+
 int
 obj_set_head(struct obj *o, int status, const char *head, size_t head_len, uint64_t body_max,
              const struct obj_meta *meta)
@@ -155,7 +184,7 @@ obj_set_head(struct obj *o, int status, const char *head, size_t head_len, uint6
     o->head = copy;
     o->head_len = head_len;
     o->body_max = body_max;
-    o->meta = *meta;
+    obj_pack_meta(&o->meta, meta);
     obj_wake_locked(o);
     obj_unlock(o);
     return 0;
@@ -246,7 +275,7 @@ void
 obj_set_meta(struct obj *o, const struct obj_meta *meta)
 {
     obj_lock(o);
-    o->meta = *meta;
+    obj_pack_meta(&o->meta, meta);
     obj_unlock(o);
 }
 
@@ -261,7 +290,7 @@ obj_revalidate(struct obj *o, const char *head, size_t head_len, const struct ob
     char *old = o->head;
     o->head = copy; /* readers copy the head under the lock, so the old one is free to go */
     o->head_len = head_len;
-    o->meta = *meta;
+    obj_pack_meta(&o->meta, meta);
     obj_unlock(o);
     free(old);
     return 0;
@@ -271,7 +300,14 @@ void
 obj_get_meta(struct obj *o, struct obj_meta *out)
 {
     obj_lock(o);
-    *out = o->meta;
+    out->request_time = o->meta.request_time;
+    out->response_time = o->meta.response_time;
+    out->date_value = o->meta.date_value;
+    out->age_value = o->meta.age_value;
+    out->lifetime = o->meta.lifetime;
+    out->swr = o->meta.swr;
+    out->sie = o->meta.sie;
+    out->flags = o->meta.flags;
     obj_unlock(o);
 }
 

@@ -72,6 +72,14 @@ struct obj_meta {
     uint32_t flags;        /* CACHE_POLICY_F_* of cache_policy.h */
 };
 
+/* obj_meta as an object keeps it: times fit 32 bits until 2106, and the
+ * deltas are capped at 2^31 - 1 (RFC 9111 1.2.2 caps them at 2^31). */
+struct obj_meta_packed {
+    uint32_t request_time, response_time, date_value;
+    int32_t age_value, lifetime, swr, sie;
+    uint32_t flags;
+};
+
 struct obj;
 
 /* A reader waiting on a BUSY object; woken with wake(arg) on every append
@@ -98,7 +106,6 @@ struct obj {
     bool linked;   /* in the index */
 
     uint64_t hash; /* XXH3-64 of key */
-    char *key;     /* the full key (primary, or primary + variant), in this allocation */
 
     /* Response (kind RESPONSE). */
     char *head; /* stored header lines "Name: value\r\n"..., no status line, no framing */
@@ -106,24 +113,27 @@ struct obj {
     struct obj_segment *first, *last;
     uint64_t body_len; /* bytes appended so far */
     uint64_t body_max; /* Content-Length when known, else UINT64_MAX */
-    struct obj_meta meta;
+    struct obj_meta_packed meta; /* through obj_get_meta() / obj_set_meta() */
     union {
-        struct {
-            char *vary;       /* kind VARY: the Vary field names, lower case, comma separated */
+        struct { /* kind RESPONSE */
+            struct obj_waiter_list waiters;
+            struct obj *pending; /* the refetch of this expired entry under way (a
+                                  * reference), which other requests join */
+        };
+        struct {              /* kind VARY */
+            char *vary;       /* the Vary field names, lower case, comma separated */
             uint64_t vary_id; /* part of every variant key, so replacing the marker
                                * orphans the old variants for good */
         };
         int64_t expires_at; /* kind HIT_FOR_MISS: wall-clock seconds */
     };
 
-    struct obj_waiter_list waiters;
-    struct obj *pending; /* kind RESPONSE: the refetch of this expired entry under
-                          * way (a reference), which other requests join */
-
     /* index: owned by cache.c under the shard lock */
     size_t charge;      /* bytes this entry counts against the cache size */
     struct obj *h_next; /* hash chain */
     struct obj *q_prev, *q_next;
+
+    char key[]; /* the full key (primary, or primary + variant), NUL-terminated */
 };
 
 /* The object's lock (striped, see above). */

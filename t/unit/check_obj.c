@@ -136,7 +136,25 @@ START_TEST(test_meta_roundtrip)
     struct obj_meta out;
     obj_set_meta(o, &in);
     obj_get_meta(o, &out);
-    ck_assert(memcmp(&in, &out, sizeof(in)) == 0);
+    ck_assert_int_eq(out.request_time, 1);
+    ck_assert_int_eq(out.response_time, 2);
+    ck_assert_int_eq(out.date_value, 3);
+    ck_assert_int_eq(out.age_value, 4);
+    ck_assert_int_eq(out.lifetime, 5);
+    ck_assert_int_eq(out.swr, 6);
+    ck_assert_int_eq(out.sie, 7);
+    ck_assert_uint_eq(out.flags, 8);
+    /* Kept in 32 bits: real times until 2106, deltas capped at 2^31 - 1. */
+    struct obj_meta big = {.request_time = 1795000000, .response_time = 1795000001,
+                           .date_value = 1795000000, .age_value = INT64_C(1) << 40,
+                           .lifetime = INT64_C(2147483648), .swr = -5, .sie = 0};
+    obj_set_meta(o, &big);
+    obj_get_meta(o, &out);
+    ck_assert_int_eq(out.request_time, 1795000000);
+    ck_assert_int_eq(out.response_time, 1795000001);
+    ck_assert_int_eq(out.age_value, INT32_MAX);
+    ck_assert_int_eq(out.lifetime, INT32_MAX);
+    ck_assert_int_eq(out.swr, -5);
     obj_unref(&o);
 }
 END_TEST
