@@ -841,6 +841,16 @@ conn_cache_begin(struct conn *c)
     switch (c->req.method_id) {
     case HTTP_M_GET:
     case HTTP_M_HEAD:
+        if (c->req.head.framing != HTTP_FRAMING_NONE &&
+            !(c->req.head.framing == HTTP_FRAMING_LENGTH && c->req.head.content_length == 0)) {
+            /* A GET with a body: the origin may answer from the body, which
+             * is not in the key, so storing the answer could poison the
+             * entry for everyone. Forward it, store nothing. */
+            x->outcome = "pass";
+            c->w->stats.cache_pass++;
+            conn_cache_set_status(c, "fwd=bypass; detail=request-body");
+            return false;
+        }
         break;
     case HTTP_M_POST:
     case HTTP_M_PUT:

@@ -996,3 +996,17 @@ def test_object_over_shard_budget_not_stored():
     fixed(o, "/small", cc="max-age=60", body=b"y" * (100 * 1024))
     assert_stored(get(tc.port, "/small"), ttl=60)
     assert_hit(get(tc.port, "/small"))
+
+
+def test_get_with_body_not_cached():
+    """A GET with a body is forwarded but never stored: the origin may
+    answer from the body, which is not part of the key (cache poisoning)."""
+    o, tc = start()
+    numbered(o, "/fat", cc="max-age=60")
+    r = request(tc.port, "GET", "/fat", body=b"evil=1")
+    assert r.status == 200, r
+    assert cs(r) == "tailcache; fwd=bypass; detail=request-body", cs(r)
+    assert o.requests_for("/fat")[-1].body == b"evil=1"
+    r = get(tc.port, "/fat")
+    assert_stored(r, ttl=60)
+    assert r.body == b"/fat n=2\n", r.body
