@@ -49,8 +49,10 @@ cat <<'MSG'
 tailcache is running in front of the demo origin.
 
   proxy:        http://127.0.0.1:8080/             (the demo origin's index)
-                curl -i http://127.0.0.1:8080/products/42
-                curl -i http://127.0.0.1:8080/slow
+                curl -i http://127.0.0.1:8080/products/42   (twice: a miss, then
+                                                             a hit; see Cache-Status)
+                curl -i http://127.0.0.1:8080/slow          (~150 ms, then ~0)
+                curl -i http://127.0.0.1:8080/me            (personal: never stored)
   demo origin:  http://127.0.0.1:8081/             (direct, to compare)
   admin:        http://127.0.0.1:9090/stats        (counters as JSON)
                 http://127.0.0.1:9090/metrics      (Prometheus)
