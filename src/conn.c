@@ -138,6 +138,8 @@ static void
 conn_free(struct conn *c)
 {
     conn_cache_free(c);
+    if (c->sink != NULL)
+        evbuffer_free(c->sink);
     bufferevent_free(c->bev);
     free(c->head);
     free(c);
@@ -329,8 +331,12 @@ conn_log_access(struct conn *c, uint64_t now)
     if (!log_access_enabled())
         return;
     log_timestamp(ts, sizeof(ts));
-    n = (size_t)snprintf(line, sizeof(line), "%s %s \"%.*s ", ts, c->peer, (int)r->method_len,
-                         r->method);
+    /* Method and target are client-chosen and may be long: both are cut
+     * so the fixed fields after them always fit. */
+    n = (size_t)snprintf(line, sizeof(line), "%s %s \"%.*s ", ts, c->peer,
+                         (int)(r->method_len < 64 ? r->method_len : 64), r->method);
+    if (n >= sizeof(line) - 256)
+        n = sizeof(line) - 256;
     /* The target is printable ASCII (the parser guarantees it); escape
      * the two bytes that would break the quoted field. */
     for (size_t i = 0; i < r->target_len && n < sizeof(line) - 256; i++) {
@@ -400,9 +406,13 @@ conn_finish(struct conn *c)
     }
     conn_set_state(c, CONN_S_IDLE);
     conn_set_client_timeouts(c, conn_cfg(c)->client_keepalive_timeout_ms);
-    bufferevent_enable(c->bev, EV_READ);
-    if (!c->in_process)
+    if (!c->read_eof)
+        bufferevent_enable(c->bev, EV_READ);
+    if (!c->in_process) {
         conn_process(c);
+        if (c->read_eof && (c->state == CONN_S_IDLE || c->state == CONN_S_HEAD))
+            conn_close_after_flush(c); /* nothing more will come */
+    }
 }
 
 /* Cuts the connection mid-response: the client sees an incomplete body,
@@ -561,6 +571,16 @@ conn_pump_request(struct conn *c)
     }
     c->w->stats.bytes_from_clients += (uint64_t)n;
     x->req_done = x->req_body.done;
+    if (!x->req_done && c->read_eof && evbuffer_get_length(bufferevent_get_input(c->bev)) == 0) {
+        /* Half-closed before the end of its body: it can never complete. */
+        c->w->stats.client_aborted++;
+        log_info("conn=%" PRIu64 ": %s: client closed before the end of its request body", c->id,
+                 c->peer);
+        x->status = x->resp_started ? x->status : 499;
+        conn_log_access(c, util_now_us());
+        conn_close(c);
+        return -1;
+    }
     if (x->req_done) {
         /* Pipelined requests wait in the input; a slow upstream must not
          * trip the client's read timeout meanwhile. */
@@ -730,9 +750,12 @@ conn_start_response(struct conn *c)
         out = client_10 ? HTTP_FRAMING_UNTIL_CLOSE : HTTP_FRAMING_CHUNKED;
     body_relay_init(&x->resp_body, in, resp->head.content_length, out == HTTP_FRAMING_CHUNKED,
                     conn_cfg(c)->max_body_chunk_line);
-    if (x->caching)
-        conn_cache_on_response_head(c);
     x->up_keep_alive = !resp->head.conn_close && in != HTTP_FRAMING_UNTIL_CLOSE;
+    if (x->caching) {
+        conn_cache_on_response_head(c);
+        if (conn_cache_detach(c))
+            return;
+    }
     if (out == HTTP_FRAMING_UNTIL_CLOSE)
         c->close_after = true;
     if (client_10) {
@@ -757,8 +780,22 @@ static int
 conn_pump_response(struct conn *c)
 {
     struct conn_exchange *x = &c->x;
-    ssize_t n = body_relay_move(&x->resp_body, bufferevent_get_input(x->up->bev),
-                                bufferevent_get_output(c->bev), CONN_OUT_HIGH);
+    struct evbuffer *in = bufferevent_get_input(x->up->bev);
+    ssize_t n;
+    if (x->detached) {
+        /* Only filling the object: the tee copies every byte, the relay's
+         * own output is dropped, and nothing waits for the client. */
+        do {
+            n = body_relay_move(&x->resp_body, in, c->sink, CONN_OUT_HIGH);
+            evbuffer_drain(c->sink, evbuffer_get_length(c->sink));
+        } while (n > 0 && !x->resp_body.done);
+        if (n >= 0) {
+            x->up_done = x->resp_body.done;
+            return 0;
+        }
+    } else {
+        n = body_relay_move(&x->resp_body, in, bufferevent_get_output(c->bev), CONN_OUT_HIGH);
+    }
     if (n < 0) {
         log_warn("conn=%" PRIu64 ": upstream %s sent a malformed chunked body", c->id,
                  upstream_server_name(x->pool, (unsigned)x->server));
@@ -770,6 +807,13 @@ conn_pump_response(struct conn *c)
     c->w->stats.bytes_to_clients += (uint64_t)n;
     x->resp_done = x->resp_body.done;
     return 0;
+}
+
+/* True when the upstream response has been read whole. */
+static bool
+conn_upstream_complete(const struct conn *c)
+{
+    return c->x.detached ? c->x.up_done : c->x.resp_done;
 }
 
 /* The response is complete from the upstream's side. */
@@ -785,6 +829,14 @@ conn_response_done(struct conn *c)
          * connection can be reused safely. */
         x->up_keep_alive = false;
         c->close_after = true;
+    }
+    if (x->detached) {
+        /* Only the upstream side ends here; the delivery from the object
+         * finishes the exchange when the client has it all. */
+        struct evbuffer *in = bufferevent_get_input(x->up->bev);
+        upstream_release(&x->up, x->up_keep_alive && x->req_done &&
+                                     evbuffer_get_length(in) == 0);
+        return;
     }
     conn_finish(c);
 }
@@ -838,7 +890,7 @@ conn_up_on_read(struct bufferevent *bev, void *arg)
     }
     if (conn_pump_response(c) < 0)
         return;
-    if (x->resp_done)
+    if (conn_upstream_complete(c))
         conn_response_done(c);
 }
 
@@ -864,20 +916,26 @@ conn_up_on_event(struct bufferevent *bev, short what, void *arg)
         conn_upstream_timeouts(c);
         return;
     }
-    if ((what & BEV_EVENT_EOF) && x->resp_started && x->resp_body.in == HTTP_FRAMING_UNTIL_CLOSE) {
+    if ((what & BEV_EVENT_EOF) && x->resp_started) {
+        /* The server closed; what it sent before may still be buffered
+         * behind a slow client. */
         x->up_keep_alive = false;
         if (conn_pump_response(c) < 0)
             return;
-        if (evbuffer_get_length(bufferevent_get_input(bev)) > 0) {
-            /* The client output is full: conn_on_write sends the rest. */
-            bufferevent_disable(bev, EV_READ);
+        if (!conn_upstream_complete(c) && evbuffer_get_length(bufferevent_get_input(bev)) > 0) {
+            bufferevent_disable(bev, EV_READ); /* conn_on_write sends the rest */
             x->up_eof = true;
             return;
         }
-        body_relay_finish(&x->resp_body, bufferevent_get_output(c->bev));
-        x->resp_done = true;
-        conn_response_done(c);
-        return;
+        if (!conn_upstream_complete(c) && x->resp_body.in == HTTP_FRAMING_UNTIL_CLOSE) {
+            body_relay_finish(&x->resp_body, bufferevent_get_output(c->bev));
+            x->resp_done = true;
+        }
+        if (conn_upstream_complete(c)) {
+            conn_response_done(c);
+            return;
+        }
+        /* Content-Length or chunked body cut short: fall through. */
     }
     if (!x->got_byte && x->up->reused && conn_retryable(c) &&
         (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))) {
@@ -969,7 +1027,13 @@ conn_on_write(struct bufferevent *bev, void *arg)
         if (x->resp_done) {
             conn_response_done(c);
         } else if (x->up_eof && evbuffer_get_length(bufferevent_get_input(x->up->bev)) == 0) {
-            /* EOF was seen earlier and everything is out now. */
+            /* EOF was seen earlier and everything buffered is out now. */
+            if (x->resp_body.in != HTTP_FRAMING_UNTIL_CLOSE) {
+                log_warn("conn=%" PRIu64 ": upstream %s closed before the end of the body", c->id,
+                         upstream_server_name(x->pool, (unsigned)x->server));
+                conn_abort(c);
+                return;
+            }
             body_relay_finish(&x->resp_body, bufferevent_get_output(bev));
             x->resp_done = true;
             conn_response_done(c);
@@ -990,13 +1054,26 @@ conn_on_event(struct bufferevent *bev, short what, void *arg)
     struct conn *c = arg;
     struct conn_exchange *x = &c->x;
 
-    if (c->state == CONN_S_PROXY && (what & BEV_EVENT_EOF) && (what & BEV_EVENT_READING) &&
-        x->req_done) {
-        /* The client half-closed after sending its request: answer it,
-         * then close. */
-        c->close_after = true;
+    if ((what & BEV_EVENT_EOF) && (what & BEV_EVENT_READING) && !(what & BEV_EVENT_ERROR)) {
+        /* The client half-closed (it sends no more): what it sent is still
+         * answered, in order, then the connection closes. */
+        c->read_eof = true;
         bufferevent_disable(bev, EV_READ);
-        return;
+        if (c->state == CONN_S_PROXY && !x->req_done && x->up != NULL) {
+            c->close_after = true;
+            conn_pump_request(c); /* closes the connection if the body cannot complete */
+            return;
+        } else if (c->state == CONN_S_PROXY) {
+            c->close_after = true;
+            return;
+        } else if (c->state == CONN_S_IDLE || c->state == CONN_S_HEAD) {
+            conn_process(c);
+            if (c->state == CONN_S_IDLE || c->state == CONN_S_HEAD)
+                conn_close_after_flush(c); /* a partial head can never complete */
+            return;
+        } else {
+            return; /* CLOSING: the flush goes on */
+        }
     }
     if (c->state == CONN_S_PROXY) {
         c->w->stats.client_aborted++;

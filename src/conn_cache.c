@@ -223,6 +223,7 @@ conn_cache_variant_key(struct conn *c, uint64_t vary_id, const char *names, size
 
 static void conn_cache_lookup(struct conn *c);
 static void conn_cache_fail_fill(struct conn *c);
+static void conn_cache_hit_for_miss(struct conn *c, const char *reason);
 static void conn_cache_deliver_entry(struct conn *c, struct obj *o, const char *status, int64_t age);
 static void conn_cache_add_timing(struct conn *c);
 static void conn_cache_pass(struct conn *c, const char *fwd);
@@ -266,10 +267,15 @@ conn_cache_deliver(struct conn *c, struct obj *o, const char *status, int64_t ag
                    bool not_modified)
 {
     struct conn_exchange *x = &c->x;
-    char timing[64];
+    char timing[80];
     if (x->route->cache.server_timing) {
-        snprintf(timing, sizeof(timing), "cache;dur=%.3f",
-                 (double)(util_now_us() - x->t_start) / 1000.0);
+        uint64_t now = util_now_us();
+        uint64_t origin = x->t_up_start ? now - x->t_up_start : 0;
+        int n = snprintf(timing, sizeof(timing), "cache;dur=%.3f",
+                         (double)(now - x->t_start - origin) / 1000.0);
+        if (origin != 0)
+            snprintf(timing + n, sizeof(timing) - (size_t)n, ", origin;dur=%.3f",
+                     (double)origin / 1000.0);
     }
     struct deliver_head h = {
         .age = age,
@@ -391,6 +397,8 @@ static bool
 conn_cache_only_if_cached(struct conn *c)
 {
     struct cache_policy_cc cc;
+    if (c->internal)
+        return false; /* a refresh goes to the origin whatever its copy asked */
     cache_policy_cc_request(&c->req, &cc);
     if (!cc.only_if_cached)
         return false;
@@ -562,8 +570,13 @@ conn_cache_serve_complete(struct conn *c, struct obj *o)
     cache_policy_cc_request(&c->req, &req_cc);
     enum cache_policy_decision d =
         cache_policy_decide(&meta, &req_cc, pol->honour_client_no_cache, now, &info);
-    if (c->internal)
-        d = CACHE_POLICY_STALE; /* a background refresh always goes to the origin */
+    if (c->internal) {
+        /* A background refresh always goes to the origin, and whatever
+         * becomes of it, the entry may be refreshed again afterwards. */
+        d = CACHE_POLICY_STALE;
+        if (x->refresh_of == NULL)
+            x->refresh_of = obj_ref(o);
+    }
     if (d == CACHE_POLICY_STALE) {
         conn_cache_refetch(c, o, &info);
         return;
@@ -741,8 +754,6 @@ conn_cache_serve_stale(struct conn *c, const char *why)
              meta.lifetime - age, why);
     x->outcome = "stale";
     c->w->stats.cache_stale_served++;
-    if (c->internal)
-        atomic_store(&o->refreshing, false);
     conn_cache_deliver_entry(c, o, status, age);
     obj_unref(&o);
 }
@@ -887,7 +898,9 @@ conn_cache_tee(void *arg, struct evbuffer *src, size_t n)
     if (x->fill->body_len + n > conn_cache_object_limit(c)) {
         log_info("conn=%" PRIu64 ": response over cache.memory.max_object_size; not stored",
                  c->id);
-        conn_cache_fail_fill(c); /* the relay to this client goes on */
+        /* The relay to this client goes on; a marker keeps the next
+         * requests from queueing behind a fetch that cannot be shared. */
+        conn_cache_hit_for_miss(c, "too_big");
         return;
     }
     evbuffer_ptr_set(src, &pos, 0, EVBUFFER_PTR_SET);
@@ -1090,6 +1103,28 @@ conn_cache_on_response_head(struct conn *c)
                           meta.lifetime);
 }
 
+bool
+conn_cache_detach(struct conn *c)
+{
+    struct conn_exchange *x = &c->x;
+    char status[sizeof(x->cache_lines)];
+    struct obj_meta meta;
+
+    if (x->fill == NULL || x->fill->head == NULL || x->fill->body_max == UINT64_MAX)
+        return false; /* not stored, or its length unknown: relay as it comes */
+    if (c->sink == NULL && (c->sink = evbuffer_new()) == NULL)
+        return false;
+    /* The Cache-Status value this response was given, without its name. */
+    const char *v = x->cache_lines + strlen("Cache-Status: ");
+    size_t n = strcspn(v, "\r");
+    memcpy(status, v, n);
+    status[n] = '\0';
+    obj_get_meta(x->fill, &meta);
+    x->detached = true;
+    conn_cache_deliver_entry(c, x->fill, status, cache_policy_current_age(&meta, conn_cache_now()));
+    return true;
+}
+
 void
 conn_cache_on_response_done(struct conn *c)
 {
@@ -1107,10 +1142,10 @@ conn_cache_end(struct conn *c)
 {
     struct conn_exchange *x = &c->x;
     conn_cache_fail_fill(c);
-    if (x->stale != NULL) {
-        if (c->internal)
-            atomic_store(&x->stale->refreshing, false); /* a later request may try again */
-        obj_unref(&x->stale);
+    obj_unref(&x->stale);
+    if (x->refresh_of != NULL) {
+        atomic_store(&x->refresh_of->refreshing, false); /* a later request may try again */
+        obj_unref(&x->refresh_of);
     }
     if (x->resp_body.tee != NULL) {
         x->resp_body.tee = NULL;

@@ -68,6 +68,8 @@ struct conn_exchange {
     bool up_keep_alive;
     struct body_relay resp_body;
     bool got_byte; /* any response byte from the upstream */
+    bool detached; /* the client is served from x->fill; the upstream only fills it */
+    bool up_done;  /* detached: the upstream response is complete */
     bool up_eof;   /* an until-close body ended; the rest is buffered */
 
     /* Cache (conn_cache.c). */
@@ -80,6 +82,7 @@ struct conn_exchange {
     bool coalesced;        /* joined another request's fetch */
     bool via_vary;         /* the key is a variant key under a Vary marker */
     struct obj *stale;     /* the expired entry being revalidated / kept for stale-if-error */
+    struct obj *refresh_of; /* internal: the entry whose refreshing flag this exchange holds */
     bool revalidating;     /* the upstream request carries our validators */
     bool stale_if_error;   /* x->stale may be served if the origin fails */
     char req_lines[512];   /* validators added to the upstream request */
@@ -121,8 +124,10 @@ struct conn {
     uint64_t key_hash;
     struct event *ev_wake;     /* a cached object grew or changed state */
     struct event *ev_coalesce; /* coalesce_timeout */
+    struct evbuffer *sink;     /* where a detached fill's relay drops its bytes */
     bool close_after; /* close once the current response is out */
     bool internal;    /* a background refresh made by the proxy itself */
+    bool read_eof;    /* the client half-closed: answer what it sent, then close */
     bool in_process;  /* conn_process() is on the stack */
 };
 
@@ -145,6 +150,12 @@ bool conn_cache_begin(struct conn *c);
 
 /* The upstream response head is parsed: decide whether to store it. */
 void conn_cache_on_response_head(struct conn *c);
+
+/* After conn_cache_on_response_head(): when the response is being stored
+ * and its length is known, starts serving the client from the object
+ * instead of relaying (so a slow client does not slow the fill, nor the
+ * other clients streaming it) and returns true. */
+bool conn_cache_detach(struct conn *c);
 
 /* The upstream response head arrived (head_len bytes in the upstream
  * input): returns true when the cache consumed it and answers the client

@@ -210,6 +210,25 @@ log_reopen(void)
 }
 
 void
+log_flush(unsigned timeout_ms)
+{
+    struct timespec pause = {0, 1000000};
+    for (unsigned waited = 0; log_running && waited < timeout_ms; waited++) {
+        pthread_mutex_lock(&log_mu);
+        bool empty = log_q[0].used == 0 && log_q[1].used == 0;
+        if (!empty)
+            pthread_cond_signal(&log_cv);
+        pthread_mutex_unlock(&log_mu);
+        if (empty)
+            break;
+        nanosleep(&pause, NULL);
+    }
+    /* The writer may still hold a batch it copied out; give it the I/O lock. */
+    pthread_mutex_lock(&log_io_mu);
+    pthread_mutex_unlock(&log_io_mu);
+}
+
+void
 log_close(void)
 {
     if (!log_running)

@@ -43,8 +43,13 @@ int log_set_targets(const char *error_path, const char *access_path, enum log_le
 /* Reopens the current files by name (log rotation); returns 0 or -1. */
 int log_reopen(void);
 
-/* Flushes the queues and stops the writer thread; later lines go to stderr. */
+/* Flushes the queues and stops the writer thread; later lines go to stderr.
+ * Only once no other thread logs any more. */
 void log_close(void);
+
+/* Waits (at most timeout_ms) until the writer has written what is queued,
+ * without stopping it: for an exit while other threads may still log. */
+void log_flush(unsigned timeout_ms);
 
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void log_vmsg(enum log_level level, const char *fmt, va_list ap)

@@ -330,7 +330,7 @@ main(int argc, char **argv)
     if (joined < m.nworkers) {
         log_warn("drain timeout: %u of %u workers still had requests in flight; exiting anyway",
                  m.nworkers - joined, m.nworkers);
-        log_close();
+        log_flush(500); /* not log_close(): the workers still running may log */
         _exit(0);
     }
     log_info("drained; exiting");

@@ -1010,3 +1010,41 @@ def test_get_with_body_not_cached():
     r = get(tc.port, "/fat")
     assert_stored(r, ttl=60)
     assert r.body == b"/fat n=2\n", r.body
+
+
+def test_slow_leader_does_not_slow_waiters():
+    """The fill reads the origin at the origin's pace: a first client that
+    reads slowly does not hold back the others streaming the same object."""
+    o, tc = start(top_cache={"memory": {"size": "256m", "shards": 1, "max_object_size": "64m"}})
+    size = 8 * MiB
+    o.handle("/big8", Reply(200, [("Cache-Control", "max-age=60")], size=size))
+    slow = socket.create_connection(("127.0.0.1", tc.port), timeout=10)
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    slow.sendall(b"GET /big8 HTTP/1.1\r\nHost: test\r\n\r\n")
+    stop = threading.Event()
+
+    def trickle():
+        # About 80 KB/s: 8 MiB would take 100 s.
+        while not stop.is_set():
+            try:
+                if not slow.recv(4096):
+                    return
+            except OSError:
+                return
+            time.sleep(0.05)
+    th = threading.Thread(target=trickle, daemon=True)
+    th.start()
+    try:
+        wait_for(lambda: o.count("/big8") == 1, timeout=5)
+        t0 = time.monotonic()
+        r = get(tc.port, "/big8", timeout=20)
+        took = time.monotonic() - t0
+        print("second client: %d bytes in %.2fs while the first reads at ~80 KB/s" %
+              (len(r.body), took))
+        assert r.status == 200 and len(r.body) == size, (r, len(r.body))
+        assert took < 10, "the second client waited %.1fs behind a slow first client" % took
+        assert o.count("/big8") == 1
+    finally:
+        stop.set()
+        slow.close()
+        th.join(timeout=5)
