@@ -1060,12 +1060,10 @@ conn_on_event(struct bufferevent *bev, short what, void *arg)
         c->read_eof = true;
         bufferevent_disable(bev, EV_READ);
         if (c->state == CONN_S_PROXY && !x->req_done && x->up != NULL) {
-            c->close_after = true;
             conn_pump_request(c); /* closes the connection if the body cannot complete */
             return;
         } else if (c->state == CONN_S_PROXY) {
-            c->close_after = true;
-            return;
+            return; /* conn_finish answers what is buffered, then closes */
         } else if (c->state == CONN_S_IDLE || c->state == CONN_S_HEAD) {
             conn_process(c);
             if (c->state == CONN_S_IDLE || c->state == CONN_S_HEAD)
