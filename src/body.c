@@ -35,8 +35,7 @@ body_relay_data(struct body_relay *b, struct evbuffer *in, struct evbuffer *out,
 }
 
 ssize_t
-body_relay_move(struct body_relay *b, struct evbuffer *in, struct evbuffer *out,
-                size_t out_high)
+body_relay_move(struct body_relay *b, struct evbuffer *in, struct evbuffer *out, size_t out_high)
 {
     size_t moved = 0;
 

@@ -29,9 +29,9 @@ struct body_relay {
     enum http_framing in; /* how the sender frames the body */
     body_tee_fn tee;      /* optional: a copy of the body goes here too */
     void *tee_arg;
-    bool chunked_out;     /* re-encode as chunked for the receiver */
-    bool done;            /* the whole body has been moved */
-    uint64_t left;        /* HTTP_FRAMING_LENGTH: bytes still to come */
+    bool chunked_out; /* re-encode as chunked for the receiver */
+    bool done;        /* the whole body has been moved */
+    uint64_t left;    /* HTTP_FRAMING_LENGTH: bytes still to come */
     struct http_chunked chunked;
 };
 

@@ -40,10 +40,10 @@ enum cache_eviction {
 
 struct cache_stats {
     uint64_t entries;
-    uint64_t bytes;      /* sum of charges */
+    uint64_t bytes; /* sum of charges */
     uint64_t max_bytes;
     uint64_t lookups;
-    uint64_t hits;       /* lookups that found an entry */
+    uint64_t hits; /* lookups that found an entry */
     uint64_t inserts;
     uint64_t evictions;
     uint64_t removals;   /* cache_remove() and replacements */

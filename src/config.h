@@ -103,8 +103,8 @@ struct config_route {
     char **hosts; /* "example.com", "*.example.com" or "*"; none = any host */
     size_t nhosts;
     enum config_path_kind path_kind;
-    char *path;    /* the prefix, exact path or regex source */
-    void *path_re; /* pcre2_code * (JIT-compiled) when path_kind is REGEX */
+    char *path;       /* the prefix, exact path or regex source */
+    void *path_re;    /* pcre2_code * (JIT-compiled) when path_kind is REGEX */
     uint32_t methods; /* bit (1u << enum http_method); 0 = any method */
     struct config_upstream *upstream;
     char *host_rewrite; /* Host sent upstream; NULL keeps the client's */
@@ -129,12 +129,12 @@ struct config {
     unsigned drain_timeout_ms;       /* SIGTERM: longest wait for in-flight requests */
 
     /* cache: */
-    size_t cache_memory_size;  /* L1 byte budget */
-    unsigned cache_shards;     /* power of two */
+    size_t cache_memory_size; /* L1 byte budget */
+    unsigned cache_shards;    /* power of two */
     enum config_eviction cache_eviction;
-    size_t cache_max_object;   /* larger responses are not stored */
+    size_t cache_max_object;      /* larger responses are not stored */
     unsigned coalesce_timeout_ms; /* longest a request waits on another's fetch */
-    unsigned hit_for_miss_ms;  /* how long "not storable" sends requests straight on */
+    unsigned hit_for_miss_ms;     /* how long "not storable" sends requests straight on */
 
     enum config_log_level log_level;
     char *error_log;  /* path, or "stderr" */

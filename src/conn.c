@@ -84,16 +84,27 @@ conn_set_state(struct conn *c, enum conn_state to)
     enum conn_state from = c->state;
     bool ok;
     switch (to) {
-    case CONN_S_IDLE: ok = from == CONN_S_PROXY || from == CONN_S_HEAD; break;
-    case CONN_S_HEAD: ok = from == CONN_S_IDLE; break;
-    case CONN_S_PROXY: ok = from == CONN_S_IDLE || from == CONN_S_HEAD; break;
-    case CONN_S_CLOSING: ok = from != CONN_S_DEAD && from != CONN_S_CLOSING; break;
-    case CONN_S_DEAD: ok = from != CONN_S_DEAD; break;
-    default: ok = false;
+    case CONN_S_IDLE:
+        ok = from == CONN_S_PROXY || from == CONN_S_HEAD;
+        break;
+    case CONN_S_HEAD:
+        ok = from == CONN_S_IDLE;
+        break;
+    case CONN_S_PROXY:
+        ok = from == CONN_S_IDLE || from == CONN_S_HEAD;
+        break;
+    case CONN_S_CLOSING:
+        ok = from != CONN_S_DEAD && from != CONN_S_CLOSING;
+        break;
+    case CONN_S_DEAD:
+        ok = from != CONN_S_DEAD;
+        break;
+    default:
+        ok = false;
     }
     if (!ok) {
-        log_err("conn=%" PRIu64 ": illegal state change %s -> %s", c->id,
-                conn_state_names[from], conn_state_names[to]);
+        log_err("conn=%" PRIu64 ": illegal state change %s -> %s", c->id, conn_state_names[from],
+                conn_state_names[to]);
         abort();
     }
     c->state = to;
@@ -269,7 +280,8 @@ conn_start_internal(struct worker *w, const char *head, size_t len)
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
         return -1;
     s = calloc(1, sizeof(*s));
-    if (s == NULL || (s->bev = bufferevent_socket_new(w->base, sv[1], BEV_OPT_CLOSE_ON_FREE)) == NULL) {
+    if (s == NULL ||
+        (s->bev = bufferevent_socket_new(w->base, sv[1], BEV_OPT_CLOSE_ON_FREE)) == NULL) {
         free(s);
         close(sv[0]);
         close(sv[1]);
@@ -298,8 +310,7 @@ conn_drain_all(struct worker *w)
     struct conn *c, *next;
     for (c = TAILQ_FIRST(&w->conns); c != NULL; c = next) {
         next = TAILQ_NEXT(c, link);
-        if (c->state == CONN_S_IDLE &&
-            evbuffer_get_length(bufferevent_get_input(c->bev)) == 0)
+        if (c->state == CONN_S_IDLE && evbuffer_get_length(bufferevent_get_input(c->bev)) == 0)
             conn_close_after_flush(c);
         else
             c->close_after = true;
@@ -351,12 +362,12 @@ conn_log_access(struct conn *c, uint64_t now)
     } else {
         snprintf(up_ms, sizeof(up_ms), "-");
     }
-    n += (size_t)snprintf(line + n, sizeof(line) - n,
-                          " HTTP/1.%d\" %d %" PRIu64 " route=%s total_ms=%.3f upstream_ms=%s cache=%s",
-                          r->head.version_minor, c->x.status, c->x.body_bytes,
-                          c->x.route != NULL ? c->x.route->name : "-",
-                          (double)(now - c->x.t_start) / 1000.0, up_ms,
-                          c->x.outcome != NULL ? c->x.outcome : "-");
+    n += (size_t)snprintf(
+        line + n, sizeof(line) - n,
+        " HTTP/1.%d\" %d %" PRIu64 " route=%s total_ms=%.3f upstream_ms=%s cache=%s",
+        r->head.version_minor, c->x.status, c->x.body_bytes,
+        c->x.route != NULL ? c->x.route->name : "-", (double)(now - c->x.t_start) / 1000.0, up_ms,
+        c->x.outcome != NULL ? c->x.outcome : "-");
     if (n >= sizeof(line))
         n = sizeof(line) - 1;
     log_access(line, n);
@@ -462,8 +473,8 @@ conn_reject(struct conn *c, int status)
     if (log_access_enabled()) {
         log_timestamp(ts, sizeof(ts));
         int n = snprintf(line, sizeof(line),
-                         "%s %s \"-\" %d 0 route=- total_ms=%.3f upstream_ms=- cache=-", ts, c->peer,
-                         status, (double)(util_now_us() - c->head_start) / 1000.0);
+                         "%s %s \"-\" %d 0 route=- total_ms=%.3f upstream_ms=- cache=-", ts,
+                         c->peer, status, (double)(util_now_us() - c->head_start) / 1000.0);
         log_access(line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
     }
     http_write_error(out, status, true, false, NULL);
@@ -538,8 +549,8 @@ conn_upstream_timeouts(struct conn *c)
 {
     struct conn_exchange *x = &c->x;
     const struct config_upstream *ucfg = upstream_pool_config(x->pool);
-    struct timeval wtv = conn_tv(x->up->connected ? ucfg->idle_timeout_ms
-                                                   : ucfg->connect_timeout_ms);
+    struct timeval wtv =
+        conn_tv(x->up->connected ? ucfg->idle_timeout_ms : ucfg->connect_timeout_ms);
     struct timeval rtv;
     const struct timeval *r = NULL;
     if (x->resp_started) {
@@ -636,8 +647,8 @@ conn_upstream_send(struct conn *c)
     x->server = upstream_pick(x->pool, now / 1000);
     if (x->server < 0) {
         c->w->stats.upstream_unavailable++;
-        log_warn("conn=%" PRIu64 ": route %s: every server of upstream %s is cooling down",
-                 c->id, x->route->name, upstream_pool_config(x->pool)->name);
+        log_warn("conn=%" PRIu64 ": route %s: every server of upstream %s is cooling down", c->id,
+                 x->route->name, upstream_pool_config(x->pool)->name);
         conn_respond_error(c, 503);
         return;
     }
@@ -714,8 +725,8 @@ conn_upstream_begin(struct conn *c)
         bufferevent_set_timeouts(c->bev, NULL, &wtv);
     }
 
-    x->route = route_match(x->gen->cfg, c->req.host, c->req.host_len, c->req.path,
-                           c->req.path_len, c->req.method_id);
+    x->route = route_match(x->gen->cfg, c->req.host, c->req.host_len, c->req.path, c->req.path_len,
+                           c->req.method_id);
     if (x->route == NULL) {
         w->stats.no_route++;
         conn_respond_error(c, 404);
@@ -834,8 +845,7 @@ conn_response_done(struct conn *c)
         /* Only the upstream side ends here; the delivery from the object
          * finishes the exchange when the client has it all. */
         struct evbuffer *in = bufferevent_get_input(x->up->bev);
-        upstream_release(&x->up, x->up_keep_alive && x->req_done &&
-                                     evbuffer_get_length(in) == 0);
+        upstream_release(&x->up, x->up_keep_alive && x->req_done && evbuffer_get_length(in) == 0);
         return;
     }
     conn_finish(c);
@@ -958,8 +968,8 @@ conn_up_on_event(struct bufferevent *bev, short what, void *arg)
     if (!x->up->connected) {
         c->w->stats.upstream_connect_errors++;
         log_warn("conn=%" PRIu64 ": connect to %s failed (%s)", c->id, server,
-                 (what & BEV_EVENT_TIMEOUT) ? "timeout" : evutil_socket_error_to_string(
-                                                              EVUTIL_SOCKET_ERROR()));
+                 (what & BEV_EVENT_TIMEOUT) ? "timeout"
+                                            : evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
         /* The server saw nothing: another server may take the request,
          * unless body bytes already left the client's buffer. */
         if (conn_body_empty(c) && x->attempts < ucfg->nservers) {

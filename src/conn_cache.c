@@ -67,8 +67,8 @@ conn_cache_policy(const struct conn *c)
     return &c->x.gen->policies[c->x.route - c->x.gen->cfg->routes];
 }
 
-static void
-conn_cache_set_status(struct conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void conn_cache_set_status(struct conn *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* Cache-Status for a relayed response, as a header line. */
 static void
@@ -117,7 +117,9 @@ conn_cache_error_lines(struct conn *c)
     /* The error is ours, not the origin's: say that nothing came from
      * the cache and nothing was stored. */
     conn_cache_set_status(c, "fwd=%s; detail=proxy-error",
-                          x->coalesced ? "miss; collapsed" : x->stale ? "stale" : "miss");
+                          x->coalesced ? "miss; collapsed"
+                          : x->stale   ? "stale"
+                                       : "miss");
     return x->cache_lines;
 }
 
@@ -204,8 +206,8 @@ conn_cache_variant_key(struct conn *c, uint64_t vary_id, const char *names, size
                                   : -1;
         if (m > 0 && used + (size_t)m < c->key_cap) {
             used += (size_t)m;
-            ssize_t n = cache_key_variant(c->key + used, c->key_cap - used, names, names_len,
-                                          &c->req);
+            ssize_t n =
+                cache_key_variant(c->key + used, c->key_cap - used, names, names_len, &c->req);
             if (n >= 0) {
                 c->key_len = used + (size_t)n;
                 c->key_hash = cache_hash(c->key, c->key_len);
@@ -224,7 +226,8 @@ conn_cache_variant_key(struct conn *c, uint64_t vary_id, const char *names, size
 static void conn_cache_lookup(struct conn *c);
 static void conn_cache_fail_fill(struct conn *c);
 static void conn_cache_hit_for_miss(struct conn *c, const char *reason);
-static void conn_cache_deliver_entry(struct conn *c, struct obj *o, const char *status, int64_t age);
+static void conn_cache_deliver_entry(struct conn *c, struct obj *o, const char *status,
+                                     int64_t age);
 static void conn_cache_add_timing(struct conn *c);
 static void conn_cache_pass(struct conn *c, const char *fwd);
 
@@ -253,8 +256,7 @@ conn_cache_pump(struct conn *c)
         conn_finish(c);
         return;
     case DELIVER_FAIL:
-        log_info("conn=%" PRIu64 ": the fetch this response streamed from failed; cutting",
-                 c->id);
+        log_info("conn=%" PRIu64 ": the fetch this response streamed from failed; cutting", c->id);
         conn_abort(c);
         return;
     }
@@ -293,8 +295,8 @@ conn_cache_deliver(struct conn *c, struct obj *o, const char *status, int64_t ag
             h.close = true;
     }
     bool close_needed;
-    if (deliver_start(&x->dlv, c->ev_wake, bufferevent_get_output(c->bev), o, &h,
-                      &close_needed) < 0)
+    if (deliver_start(&x->dlv, c->ev_wake, bufferevent_get_output(c->bev), o, &h, &close_needed) <
+        0)
         return false;
     if (close_needed || h.close)
         c->close_after = true;
@@ -358,8 +360,7 @@ conn_cache_on_coalesce_timeout(evutil_socket_t fd, short what, void *arg)
     (void)what;
     if (c->state != CONN_S_PROXY || c->x.delivering || c->x.dlv.o == NULL)
         return;
-    log_info("conn=%" PRIu64 ": waited coalesce_timeout for another fetch; fetching alone",
-             c->id);
+    log_info("conn=%" PRIu64 ": waited coalesce_timeout for another fetch; fetching alone", c->id);
     deliver_stop(&c->x.dlv);
     c->w->stats.cache_coalesce_timeouts++;
     conn_cache_pass(c, "miss; detail=coalesce-timeout");
@@ -535,8 +536,8 @@ conn_cache_refetch(struct conn *c, struct obj *o, const struct cache_policy_info
     bool cond_ok = cache_policy_revalidation(&v, conn_cache_now(), &cond);
     int n = 0;
     if (cond_ok && cond.if_none_match != NULL)
-        n += snprintf(x->req_lines + n, sizeof(x->req_lines) - (size_t)n,
-                      "If-None-Match: %.*s\r\n", (int)cond.if_none_match_len, cond.if_none_match);
+        n += snprintf(x->req_lines + n, sizeof(x->req_lines) - (size_t)n, "If-None-Match: %.*s\r\n",
+                      (int)cond.if_none_match_len, cond.if_none_match);
     if (cond_ok && cond.if_modified_since != NULL && (size_t)n < sizeof(x->req_lines))
         n += snprintf(x->req_lines + n, sizeof(x->req_lines) - (size_t)n,
                       "If-Modified-Since: %.*s\r\n", (int)cond.if_modified_since_len,
@@ -615,8 +616,7 @@ conn_cache_lookup(struct conn *c)
     struct obj *o = cache_lookup(cache, c->key, c->key_len, c->key_hash);
     if (o != NULL && o->kind == OBJ_KIND_VARY) {
         size_t n = strlen(o->vary);
-        if (n >= sizeof(x->vary_names) ||
-            !conn_cache_variant_key(c, o->vary_id, o->vary, n)) {
+        if (n >= sizeof(x->vary_names) || !conn_cache_variant_key(c, o->vary_id, o->vary, n)) {
             obj_unref(&o);
             conn_cache_pass(c, "bypass; detail=vary");
             return;
@@ -802,7 +802,8 @@ conn_cache_intercept(struct conn *c, size_t head_len)
     obj_lock(o);
     cache_policy_validators(o->head, o->head_len, &v);
     bool matches = cache_policy_304_updates(&v, resp, now);
-    size_t need = cache_policy_merge_304(o->head, o->head_len, resp, pol, now, small, sizeof(small));
+    size_t need =
+        cache_policy_merge_304(o->head, o->head_len, resp, pol, now, small, sizeof(small));
     if (need >= sizeof(small)) {
         merged = malloc(need + 1);
         if (merged != NULL)
@@ -811,8 +812,8 @@ conn_cache_intercept(struct conn *c, size_t head_len)
     int status = o->status;
     obj_unlock(o);
     if (matches && merged != NULL)
-        refreshed = cache_policy_refresh(&c->req, status, merged, need, resp, pol,
-                                         x->request_time, now, &meta, &reason);
+        refreshed = cache_policy_refresh(&c->req, status, merged, need, resp, pol, x->request_time,
+                                         now, &meta, &reason);
     if (refreshed)
         refreshed = obj_revalidate(o, merged, need, &meta) == 0;
     if (merged != small)
@@ -833,8 +834,9 @@ conn_cache_intercept(struct conn *c, size_t head_len)
     obj_get_meta(o, &meta);
     int64_t age = cache_policy_current_age(&meta, now);
     char cs[128];
-    snprintf(cs, sizeof(cs), "tailcache; fwd=stale; fwd-status=304; ttl=%" PRId64
-             "; detail=revalidated", meta.lifetime - age);
+    snprintf(cs, sizeof(cs),
+             "tailcache; fwd=stale; fwd-status=304; ttl=%" PRId64 "; detail=revalidated",
+             meta.lifetime - age);
     conn_cache_deliver_entry(c, o, cs, age);
     obj_unref(&o);
     return true;
@@ -896,8 +898,7 @@ conn_cache_tee(void *arg, struct evbuffer *src, size_t n)
     if (x->fill == NULL)
         return;
     if (x->fill->body_len + n > conn_cache_object_limit(c)) {
-        log_info("conn=%" PRIu64 ": response over cache.memory.max_object_size; not stored",
-                 c->id);
+        log_info("conn=%" PRIu64 ": response over cache.memory.max_object_size; not stored", c->id);
         /* The relay to this client goes on; a marker keeps the next
          * requests from queueing behind a fetch that cannot be shared. */
         conn_cache_hit_for_miss(c, "too_big");
@@ -988,8 +989,8 @@ conn_cache_rekey_variant(struct conn *c, const char *names, size_t names_len)
     /* A new marker under the primary key; its id makes every older
      * variant unreachable, so a changed Vary can never resurrect them. */
     uint64_t id = atomic_fetch_add(&conn_cache_vary_ids, 1);
-    struct obj *marker = obj_new(OBJ_KIND_VARY, c->key, c->primary_len,
-                                 cache_hash(c->key, c->primary_len));
+    struct obj *marker =
+        obj_new(OBJ_KIND_VARY, c->key, c->primary_len, cache_hash(c->key, c->primary_len));
     marker->vary = util_xstrndup(names, names_len);
     marker->vary_id = id;
     obj_finish(marker, OBJ_COMPLETE);
@@ -1036,8 +1037,8 @@ conn_cache_on_response_head(struct conn *c)
     if (!cache_policy_storable(&c->req, resp, pol, now, &reason)) {
         struct cache_policy_cc req_cc;
         cache_policy_cc_request(&c->req, &req_cc);
-        if (reason == CACHE_POLICY_R_AUTHORIZATION || (reason == CACHE_POLICY_R_NO_STORE &&
-                                                        req_cc.no_store)) {
+        if (reason == CACHE_POLICY_R_AUTHORIZATION ||
+            (reason == CACHE_POLICY_R_NO_STORE && req_cc.no_store)) {
             /* This request's own doing, not the resource's: no marker, or
              * one client could turn caching off for everyone. */
             c->w->stats.cache_not_stored++;
@@ -1077,10 +1078,9 @@ conn_cache_on_response_head(struct conn *c)
         }
         cache_policy_stored_head(resp, pol, now, head, need + 1);
     }
-    uint64_t body_max =
-        resp->head.framing == HTTP_FRAMING_LENGTH ? resp->head.content_length
-        : resp->head.framing == HTTP_FRAMING_NONE ? 0
-                                                  : UINT64_MAX;
+    uint64_t body_max = resp->head.framing == HTTP_FRAMING_LENGTH ? resp->head.content_length
+                        : resp->head.framing == HTTP_FRAMING_NONE ? 0
+                                                                  : UINT64_MAX;
     int rc = obj_set_head(x->fill, resp->status, head, need, body_max, &meta);
     if (head != small)
         free(head);

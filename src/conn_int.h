@@ -27,18 +27,18 @@ struct upstream_pool;
 struct worker;
 struct worker_gen;
 
-#define CONN_OUT_HIGH (256 * 1024) /* stop filling an output above this */
-#define CONN_OUT_LOW (64 * 1024)   /* resume filling below this */
-#define CONN_IN_HIGH (256 * 1024)  /* libevent stops reading above this */
+#define CONN_OUT_HIGH (256 * 1024)     /* stop filling an output above this */
+#define CONN_OUT_LOW (64 * 1024)       /* resume filling below this */
+#define CONN_IN_HIGH (256 * 1024)      /* libevent stops reading above this */
 #define CONN_RESP_HEAD_MAX (64 * 1024) /* least header bytes accepted from upstreams */
-#define CONN_IO_MAX (128 * 1024)   /* one read()/write() at most; libevent's default is 16 KiB */
+#define CONN_IO_MAX (128 * 1024) /* one read()/write() at most; libevent's default is 16 KiB */
 
 /* X(name): the connection's states. */
-#define CONN_STATES(X)                                                                            \
-    X(IDLE)    /* between requests: waiting for the first byte of a head */                      \
-    X(HEAD)    /* part of a request head received */                                             \
-    X(PROXY)   /* a request is in flight */                                                       \
-    X(CLOSING) /* the last response is being flushed, then close */                              \
+#define CONN_STATES(X)                                                                             \
+    X(IDLE)    /* between requests: waiting for the first byte of a head */                        \
+    X(HEAD)    /* part of a request head received */                                               \
+    X(PROXY)   /* a request is in flight */                                                        \
+    X(CLOSING) /* the last response is being flushed, then close */                                \
     X(DEAD)    /* closed, waiting to be freed */
 
 enum conn_state {
@@ -73,19 +73,19 @@ struct conn_exchange {
     bool up_eof;   /* an until-close body ended; the rest is buffered */
 
     /* Cache (conn_cache.c). */
-    bool caching;          /* the route caches this request */
-    bool cache_invalidate; /* an unsafe method: invalidate its URIs on success */
-    struct obj *fill;      /* the object this request fills, as leader */
-    bool fill_linked;      /* fill is in the index (a refetch links it at its head) */
-    struct deliver dlv;    /* delivering a cached object */
-    bool delivering;       /* dlv has written the head */
-    bool coalesced;        /* joined another request's fetch */
-    bool via_vary;         /* the key is a variant key under a Vary marker */
-    struct obj *stale;     /* the expired entry being revalidated / kept for stale-if-error */
+    bool caching;           /* the route caches this request */
+    bool cache_invalidate;  /* an unsafe method: invalidate its URIs on success */
+    struct obj *fill;       /* the object this request fills, as leader */
+    bool fill_linked;       /* fill is in the index (a refetch links it at its head) */
+    struct deliver dlv;     /* delivering a cached object */
+    bool delivering;        /* dlv has written the head */
+    bool coalesced;         /* joined another request's fetch */
+    bool via_vary;          /* the key is a variant key under a Vary marker */
+    struct obj *stale;      /* the expired entry being revalidated / kept for stale-if-error */
     struct obj *refresh_of; /* internal: the entry whose refreshing flag this exchange holds */
-    bool revalidating;     /* the upstream request carries our validators */
-    bool stale_if_error;   /* x->stale may be served if the origin fails */
-    char req_lines[512];   /* validators added to the upstream request */
+    bool revalidating;      /* the upstream request carries our validators */
+    bool stale_if_error;    /* x->stale may be served if the origin fails */
+    char req_lines[512];    /* validators added to the upstream request */
     uint64_t vary_id;
     char vary_names[256];
     unsigned lookups;      /* cache lookups made (restarts after a failed fetch) */
@@ -125,10 +125,10 @@ struct conn {
     struct event *ev_wake;     /* a cached object grew or changed state */
     struct event *ev_coalesce; /* coalesce_timeout */
     struct evbuffer *sink;     /* where a detached fill's relay drops its bytes */
-    bool close_after; /* close once the current response is out */
-    bool internal;    /* a background refresh made by the proxy itself */
-    bool read_eof;    /* the client half-closed: answer what it sent, then close */
-    bool in_process;  /* conn_process() is on the stack */
+    bool close_after;          /* close once the current response is out */
+    bool internal;             /* a background refresh made by the proxy itself */
+    bool read_eof;             /* the client half-closed: answer what it sent, then close */
+    bool in_process;           /* conn_process() is on the stack */
 };
 
 /* conn.c, for conn_cache.c. */

@@ -32,14 +32,14 @@ enum deliver_result {
 };
 
 struct deliver_head {
-    int64_t age;              /* Age value to send */
-    const char *cache_status; /* Cache-Status value, or NULL */
+    int64_t age;               /* Age value to send */
+    const char *cache_status;  /* Cache-Status value, or NULL */
     const char *server_timing; /* Server-Timing value, or NULL */
-    bool client_10;           /* HTTP/1.0 client: no chunked coding */
-    bool head_request;        /* HEAD: no body */
-    bool not_modified;        /* answer 304 from the stored head */
-    bool close;               /* add Connection: close */
-    bool keep_alive_10;       /* add Connection: keep-alive (1.0 client) */
+    bool client_10;            /* HTTP/1.0 client: no chunked coding */
+    bool head_request;         /* HEAD: no body */
+    bool not_modified;         /* answer 304 from the stored head */
+    bool close;                /* add Connection: close */
+    bool keep_alive_10;        /* add Connection: keep-alive (1.0 client) */
 };
 
 struct deliver {

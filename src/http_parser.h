@@ -188,9 +188,9 @@ bool http_str_ieq(const char *s, size_t len, const char *lit);
 
 struct http_chunked {
     int state;
-    uint64_t remaining;    /* data bytes left in the current chunk */
-    size_t line_bytes;     /* bytes of the current size or trailer line */
-    size_t trailer_bytes;  /* bytes of the trailer section so far */
+    uint64_t remaining;   /* data bytes left in the current chunk */
+    size_t line_bytes;    /* bytes of the current size or trailer line */
+    size_t trailer_bytes; /* bytes of the trailer section so far */
     unsigned trailer_count;
     size_t max_trailer_bytes; /* set by http_chunked_init */
 };

@@ -71,16 +71,16 @@ __attribute__((noreturn, format(printf, 1, 2))) void fatal(const char *fmt, ...)
 
 #define log_err(...) log_msg(LOG_LEVEL_ERROR, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_LEVEL_WARN, __VA_ARGS__)
-#define log_info(...)                                                                             \
-    do {                                                                                          \
-        if (log_level >= LOG_LEVEL_INFO)                                                          \
-            log_msg(LOG_LEVEL_INFO, __VA_ARGS__);                                                 \
+#define log_info(...)                                                                              \
+    do {                                                                                           \
+        if (log_level >= LOG_LEVEL_INFO)                                                           \
+            log_msg(LOG_LEVEL_INFO, __VA_ARGS__);                                                  \
     } while (0)
 /* Arguments are not evaluated when debug logging is off. */
-#define log_debug(...)                                                                            \
-    do {                                                                                          \
-        if (log_level >= LOG_LEVEL_DEBUG)                                                         \
-            log_msg(LOG_LEVEL_DEBUG, __VA_ARGS__);                                                \
+#define log_debug(...)                                                                             \
+    do {                                                                                           \
+        if (log_level >= LOG_LEVEL_DEBUG)                                                          \
+            log_msg(LOG_LEVEL_DEBUG, __VA_ARGS__);                                                 \
     } while (0)
 /* log_errno: an error with ": strerror(errno)" appended. */
 #define log_errno(fmt, ...) log_msg(LOG_LEVEL_ERROR, fmt ": %s", ##__VA_ARGS__, strerror(errno))

@@ -52,21 +52,22 @@ struct main_state {
 static void
 main_usage(FILE *out)
 {
-    fprintf(out,
-            "usage: tailcache [-t] [-c FILE]\n"
-            "       tailcache --upstream http://HOST:PORT [--listen ADDR:PORT] [--admin ADDR:PORT]\n"
-            "                 [--workers N]\n"
-            "\n"
-            "  -c, --config FILE     run from a YAML config (default %s/tailcache.yaml)\n"
-            "  -t, --test            check the config and exit (0: valid, 1: errors printed)\n"
-            "  -u, --upstream URL    quick mode: proxy everything to URL, no config file\n"
-            "  -l, --listen ADDR     quick mode: traffic listener (default 127.0.0.1:8080)\n"
-            "  -a, --admin ADDR      quick mode: admin listener (default: none)\n"
-            "  -w, --workers N       worker threads (default: number of cores)\n"
-            "      --help-config     list every config key with its default\n"
-            "  -V, --version         print the version\n"
-            "  -h, --help            this text\n",
-            TC_SYSCONFDIR);
+    fprintf(
+        out,
+        "usage: tailcache [-t] [-c FILE]\n"
+        "       tailcache --upstream http://HOST:PORT [--listen ADDR:PORT] [--admin ADDR:PORT]\n"
+        "                 [--workers N]\n"
+        "\n"
+        "  -c, --config FILE     run from a YAML config (default %s/tailcache.yaml)\n"
+        "  -t, --test            check the config and exit (0: valid, 1: errors printed)\n"
+        "  -u, --upstream URL    quick mode: proxy everything to URL, no config file\n"
+        "  -l, --listen ADDR     quick mode: traffic listener (default 127.0.0.1:8080)\n"
+        "  -a, --admin ADDR      quick mode: admin listener (default: none)\n"
+        "  -w, --workers N       worker threads (default: number of cores)\n"
+        "      --help-config     list every config key with its default\n"
+        "  -V, --version         print the version\n"
+        "  -h, --help            this text\n",
+        TC_SYSCONFDIR);
 }
 
 /* Binds one SO_REUSEPORT socket on addr; returns the fd or -1 (logged). */
@@ -232,11 +233,11 @@ int
 main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'},  {"test", no_argument, NULL, 't'},
+        {"config", required_argument, NULL, 'c'},   {"test", no_argument, NULL, 't'},
         {"upstream", required_argument, NULL, 'u'}, {"listen", required_argument, NULL, 'l'},
-        {"admin", required_argument, NULL, 'a'},   {"workers", required_argument, NULL, 'w'},
-        {"help-config", no_argument, NULL, 'H'},   {"version", no_argument, NULL, 'V'},
-        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+        {"admin", required_argument, NULL, 'a'},    {"workers", required_argument, NULL, 'w'},
+        {"help-config", no_argument, NULL, 'H'},    {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
     };
     struct main_state m = {0};
     const char *cfg_file = NULL, *upstream = NULL, *listen_addr = NULL, *admin_addr = NULL;
@@ -247,11 +248,21 @@ main(int argc, char **argv)
 
     while ((ch = getopt_long(argc, argv, "c:tu:l:a:w:Vh", opts, NULL)) != -1) {
         switch (ch) {
-        case 'c': cfg_file = optarg; break;
-        case 't': test_only = true; break;
-        case 'u': upstream = optarg; break;
-        case 'l': listen_addr = optarg; break;
-        case 'a': admin_addr = optarg; break;
+        case 'c':
+            cfg_file = optarg;
+            break;
+        case 't':
+            test_only = true;
+            break;
+        case 'u':
+            upstream = optarg;
+            break;
+        case 'l':
+            listen_addr = optarg;
+            break;
+        case 'a':
+            admin_addr = optarg;
+            break;
         case 'w': {
             char *end;
             workers = strtol(optarg, &end, 10);
@@ -261,10 +272,18 @@ main(int argc, char **argv)
             }
             break;
         }
-        case 'H': config_print_reference(stdout); return 0;
-        case 'V': printf("tailcache %s\n", PACKAGE_VERSION); return 0;
-        case 'h': main_usage(stdout); return 0;
-        default: main_usage(stderr); return 2;
+        case 'H':
+            config_print_reference(stdout);
+            return 0;
+        case 'V':
+            printf("tailcache %s\n", PACKAGE_VERSION);
+            return 0;
+        case 'h':
+            main_usage(stdout);
+            return 0;
+        default:
+            main_usage(stderr);
+            return 2;
         }
     }
     if (optind < argc || (upstream != NULL && cfg_file != NULL) ||
@@ -304,9 +323,9 @@ main(int argc, char **argv)
         fatal("cannot create the main event base");
     /* The memory cache lives for the process; a reload keeps its contents
      * (size, shards and eviction take effect at the next restart). */
-    m.cache = cache_new(m.cfg->cache_memory_size, m.cfg->cache_shards,
-                        m.cfg->cache_eviction == CONFIG_EVICT_LRU ? CACHE_EVICT_LRU
-                                                                  : CACHE_EVICT_S3FIFO);
+    m.cache =
+        cache_new(m.cfg->cache_memory_size, m.cfg->cache_shards,
+                  m.cfg->cache_eviction == CONFIG_EVICT_LRU ? CACHE_EVICT_LRU : CACHE_EVICT_S3FIFO);
     if (main_start_workers(&m) < 0)
         fatal("start-up failed");
     if (m.cfg->admin.len && (m.admin = admin_start(m.base, &m.cfg->admin)) == NULL)

@@ -130,7 +130,7 @@ obj_wake_locked(struct obj *o)
     if (o->kind != OBJ_KIND_RESPONSE)
         return; /* markers have no waiters */
     TAILQ_FOREACH(w, &o->waiters, link)
-        w->wake(w->arg);
+    w->wake(w->arg);
 }
 
 /* A NUL-terminated copy of a header block; NULL when out of memory
@@ -253,8 +253,8 @@ obj_finish(struct obj *o, enum obj_state to)
 {
     obj_lock(o);
     if (o->state != OBJ_BUSY || to == OBJ_BUSY) {
-        fprintf(stderr, "tailcache: obj: illegal state change %s -> %s\n",
-                obj_state_name(o->state), obj_state_name(to));
+        fprintf(stderr, "tailcache: obj: illegal state change %s -> %s\n", obj_state_name(o->state),
+                obj_state_name(to));
         abort();
     }
     o->state = to;

@@ -35,9 +35,9 @@
 #include <stdint.h>
 #include <sys/queue.h>
 
-#define OBJ_STATES(X)                                                                             \
-    X(BUSY)     /* being fetched; readers may stream what has arrived */                          \
-    X(COMPLETE) /* whole body stored; immutable */                                                \
+#define OBJ_STATES(X)                                                                              \
+    X(BUSY)     /* being fetched; readers may stream what has arrived */                           \
+    X(COMPLETE) /* whole body stored; immutable */                                                 \
     X(FAILED)   /* the fetch failed or the response was not storable */
 
 enum obj_state {
@@ -111,8 +111,8 @@ struct obj {
     char *head; /* stored header lines "Name: value\r\n"..., no status line, no framing */
     size_t head_len;
     struct obj_segment *first, *last;
-    uint64_t body_len; /* bytes appended so far */
-    uint64_t body_max; /* Content-Length when known, else UINT64_MAX */
+    uint64_t body_len;           /* bytes appended so far */
+    uint64_t body_max;           /* Content-Length when known, else UINT64_MAX */
     struct obj_meta_packed meta; /* through obj_get_meta() / obj_set_meta() */
     union {
         struct { /* kind RESPONSE */
@@ -153,8 +153,8 @@ void obj_unref(struct obj **op);
 
 /* Sets the response head (status and stored header lines, copied).
  * Only while BUSY, before any body byte. Returns 0, or -1 on allocation failure. */
-int obj_set_head(struct obj *o, int status, const char *head, size_t head_len,
-                 uint64_t body_max, const struct obj_meta *meta);
+int obj_set_head(struct obj *o, int status, const char *head, size_t head_len, uint64_t body_max,
+                 const struct obj_meta *meta);
 
 /* Appends body bytes (copied) and wakes waiters. Only while BUSY.
  * Returns 0, or -1 on allocation failure (the caller fails the object). */

@@ -18,9 +18,8 @@
 #include "http_parser.h"
 
 /* Returns the matching route (borrowed from cfg) or NULL when none matches. */
-const struct config_route *route_match(const struct config *cfg, const char *host,
-                                       size_t host_len, const char *path, size_t path_len,
-                                       enum http_method method);
+const struct config_route *route_match(const struct config *cfg, const char *host, size_t host_len,
+                                       const char *path, size_t path_len, enum http_method method);
 
 /* True when host (":port" ignored) matches the pattern ("*", "*.x.y" or exact). */
 bool route_host_matches(const char *pattern, const char *host, size_t host_len);

@@ -105,9 +105,9 @@ stats_format_prometheus(struct evbuffer *out, const struct stats *s)
     for (size_t i = 0; i < STATS_N; i++) {
         const struct stats_desc *d = &stats_descs[i];
         bool counter = d->kind[0] == 'C';
-        evbuffer_add_printf(out, "# HELP tailcache_%s%s %s\n# TYPE tailcache_%s%s %s\n",
-                            d->name, counter ? "_total" : "", d->help, d->name,
-                            counter ? "_total" : "", counter ? "counter" : "gauge");
+        evbuffer_add_printf(out, "# HELP tailcache_%s%s %s\n# TYPE tailcache_%s%s %s\n", d->name,
+                            counter ? "_total" : "", d->help, d->name, counter ? "_total" : "",
+                            counter ? "counter" : "gauge");
         evbuffer_add_printf(out, "tailcache_%s%s %llu\n", d->name, counter ? "_total" : "",
                             (unsigned long long)stats_value(s, i));
     }

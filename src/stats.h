@@ -18,43 +18,45 @@
 struct evbuffer;
 
 /* X(name, kind, help): kind is COUNTER or GAUGE. */
-#define STATS_COUNTERS(X)                                                                         \
-    X(connections_accepted, COUNTER, "Client connections accepted")                               \
-    X(connections_active, GAUGE, "Client connections open now")                                   \
-    X(requests, COUNTER, "Requests received (complete request heads)")                            \
+#define STATS_COUNTERS(X)                                                                          \
+    X(connections_accepted, COUNTER, "Client connections accepted")                                \
+    X(connections_active, GAUGE, "Client connections open now")                                    \
+    X(requests, COUNTER, "Requests received (complete request heads)")                             \
     X(bad_requests, COUNTER, "Requests rejected by the parser or limits (4xx/5xx, not forwarded)") \
-    X(no_route, COUNTER, "Requests that matched no route (404)")                                  \
-    X(responses_1xx, COUNTER, "Interim responses sent to clients")                                \
-    X(responses_2xx, COUNTER, "Responses sent with a 2xx status")                                 \
-    X(responses_3xx, COUNTER, "Responses sent with a 3xx status")                                 \
-    X(responses_4xx, COUNTER, "Responses sent with a 4xx status")                                 \
-    X(responses_5xx, COUNTER, "Responses sent with a 5xx status")                                 \
-    X(upstream_requests, COUNTER, "Requests sent to upstream servers")                           \
-    X(upstream_connects, COUNTER, "New upstream connections opened")                              \
-    X(upstream_reuses, COUNTER, "Requests sent on a reused keep-alive upstream connection")       \
-    X(upstream_retries, COUNTER, "Requests resent: reused connection found closed, or failed connect") \
-    X(upstream_connect_errors, COUNTER, "Upstream connections that failed or timed out")          \
-    X(upstream_timeouts, COUNTER, "Upstream requests that timed out (504)")                       \
-    X(upstream_bad_responses, COUNTER, "Malformed upstream responses (502)")                      \
-    X(upstream_unavailable, COUNTER, "Requests refused because every server was cooling down")  \
-    X(upstream_aborted, COUNTER, "Responses cut because the upstream failed mid-body")            \
-    X(client_aborted, COUNTER, "Requests abandoned because the client went away")                \
-    X(bytes_from_clients, COUNTER, "Request body bytes received from clients")                    \
-    X(bytes_to_clients, COUNTER, "Response body bytes sent to clients")                           \
+    X(no_route, COUNTER, "Requests that matched no route (404)")                                   \
+    X(responses_1xx, COUNTER, "Interim responses sent to clients")                                 \
+    X(responses_2xx, COUNTER, "Responses sent with a 2xx status")                                  \
+    X(responses_3xx, COUNTER, "Responses sent with a 3xx status")                                  \
+    X(responses_4xx, COUNTER, "Responses sent with a 4xx status")                                  \
+    X(responses_5xx, COUNTER, "Responses sent with a 5xx status")                                  \
+    X(upstream_requests, COUNTER, "Requests sent to upstream servers")                             \
+    X(upstream_connects, COUNTER, "New upstream connections opened")                               \
+    X(upstream_reuses, COUNTER, "Requests sent on a reused keep-alive upstream connection")        \
+    X(upstream_retries, COUNTER,                                                                   \
+      "Requests resent: reused connection found closed, or failed connect")                        \
+    X(upstream_connect_errors, COUNTER, "Upstream connections that failed or timed out")           \
+    X(upstream_timeouts, COUNTER, "Upstream requests that timed out (504)")                        \
+    X(upstream_bad_responses, COUNTER, "Malformed upstream responses (502)")                       \
+    X(upstream_unavailable, COUNTER, "Requests refused because every server was cooling down")     \
+    X(upstream_aborted, COUNTER, "Responses cut because the upstream failed mid-body")             \
+    X(client_aborted, COUNTER, "Requests abandoned because the client went away")                  \
+    X(bytes_from_clients, COUNTER, "Request body bytes received from clients")                     \
+    X(bytes_to_clients, COUNTER, "Response body bytes sent to clients")                            \
     X(cache_hits, COUNTER, "Requests answered from the memory cache")                              \
-    X(cache_misses, COUNTER, "Cache misses that fetched from the origin as leader")               \
-    X(cache_coalesced, COUNTER, "Requests that joined another request's fetch")                  \
-    X(cache_coalesce_timeouts, COUNTER, "Joined requests that gave up waiting and fetched alone") \
-    X(cache_pass, COUNTER, "Requests on caching routes that bypassed the cache")                \
-    X(cache_hit_for_miss, COUNTER, "Requests sent on by a hit-for-miss marker")                  \
-    X(cache_stored, COUNTER, "Responses stored in the memory cache")                             \
-    X(cache_not_stored, COUNTER, "Fetched responses that were not storable")                     \
-    X(cache_expired, COUNTER, "Lookups that found only a stale entry")                           \
-    X(cache_miss_evicted, COUNTER, "Misses for keys evicted recently (ghost hits)")              \
-    X(cache_invalidations, COUNTER, "Entries removed by successful unsafe requests")            \
-    X(cache_revalidated, COUNTER, "Expired entries refreshed by a 304 from the origin")          \
-    X(cache_stale_served, COUNTER, "Stale entries served (stale-while-revalidate, stale-if-error)") \
-    X(cache_bg_refreshes, COUNTER, "Background refreshes started (stale-while-revalidate)")      \
+    X(cache_misses, COUNTER, "Cache misses that fetched from the origin as leader")                \
+    X(cache_coalesced, COUNTER, "Requests that joined another request's fetch")                    \
+    X(cache_coalesce_timeouts, COUNTER, "Joined requests that gave up waiting and fetched alone")  \
+    X(cache_pass, COUNTER, "Requests on caching routes that bypassed the cache")                   \
+    X(cache_hit_for_miss, COUNTER, "Requests sent on by a hit-for-miss marker")                    \
+    X(cache_stored, COUNTER, "Responses stored in the memory cache")                               \
+    X(cache_not_stored, COUNTER, "Fetched responses that were not storable")                       \
+    X(cache_expired, COUNTER, "Lookups that found only a stale entry")                             \
+    X(cache_miss_evicted, COUNTER, "Misses for keys evicted recently (ghost hits)")                \
+    X(cache_invalidations, COUNTER, "Entries removed by successful unsafe requests")               \
+    X(cache_revalidated, COUNTER, "Expired entries refreshed by a 304 from the origin")            \
+    X(cache_stale_served, COUNTER,                                                                 \
+      "Stale entries served (stale-while-revalidate, stale-if-error)")                             \
+    X(cache_bg_refreshes, COUNTER, "Background refreshes started (stale-while-revalidate)")        \
     X(reloads, COUNTER, "Configuration generations this worker has applied")                       \
     X(log_lines_dropped, COUNTER, "Log lines dropped because the log writer could not keep up")
 

@@ -28,8 +28,8 @@
 TAILQ_HEAD(upstream_conn_list, upstream_conn);
 
 struct upstream_server {
-    unsigned fails;        /* consecutive failures */
-    uint64_t down_until;   /* ms; cooling down while now < down_until */
+    unsigned fails;      /* consecutive failures */
+    uint64_t down_until; /* ms; cooling down while now < down_until */
     unsigned nidle;
     struct upstream_conn_list idle;
 };

@@ -33,10 +33,10 @@ struct evconnlistener;
 struct upstream_pool;
 
 struct worker_gen {
-    struct config *cfg;           /* one reference */
-    struct upstream_pool **pools; /* indexed like cfg->upstreams */
+    struct config *cfg;                  /* one reference */
+    struct upstream_pool **pools;        /* indexed like cfg->upstreams */
     struct cache_policy_route *policies; /* indexed like cfg->routes */
-    unsigned refs;                /* the worker's current pointer + requests in flight */
+    unsigned refs;                       /* the worker's current pointer + requests in flight */
     bool retired;
 };
 
@@ -55,11 +55,11 @@ struct worker {
     struct event *ev_reload;
     struct event *ev_stop;
     struct event *ev_reap;
-    pthread_mutex_t mu;          /* guards pending_cfg and stop_requested */
-    struct config *pending_cfg;  /* handed over by worker_reload() */
+    pthread_mutex_t mu;         /* guards pending_cfg and stop_requested */
+    struct config *pending_cfg; /* handed over by worker_reload() */
     bool stop_requested;
-    struct conn_list conns;      /* open client connections */
-    struct conn_list reap;       /* closed, freed at the next safe point */
+    struct conn_list conns; /* open client connections */
+    struct conn_list reap;  /* closed, freed at the next safe point */
     unsigned nconns;
     bool draining;
     uint64_t next_conn_id;
