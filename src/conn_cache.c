@@ -226,8 +226,8 @@ conn_cache_variant_key(struct conn *c, uint64_t vary_id, const char *names, size
 static void conn_cache_lookup(struct conn *c);
 static void conn_cache_fail_fill(struct conn *c);
 static void conn_cache_hit_for_miss(struct conn *c, const char *reason);
-static void conn_cache_deliver_entry(struct conn *c, struct obj *o, const char *status,
-                                     int64_t age);
+static void conn_cache_deliver_entry(struct conn *c, struct obj *o, const struct obj_meta *meta,
+                                     const char *status, int64_t age);
 static void conn_cache_add_timing(struct conn *c);
 static void conn_cache_pass(struct conn *c, const char *fwd);
 
@@ -310,14 +310,13 @@ conn_cache_deliver(struct conn *c, struct obj *o, const char *status, int64_t ag
 
 /* Delivers a COMPLETE entry, answering the client's own conditional. */
 static void
-conn_cache_deliver_entry(struct conn *c, struct obj *o, const char *status, int64_t age)
+conn_cache_deliver_entry(struct conn *c, struct obj *o, const struct obj_meta *meta,
+                         const char *status, int64_t age)
 {
     struct cache_policy_validators v;
-    struct obj_meta meta;
-    obj_get_meta(o, &meta);
     obj_lock(o);
     cache_policy_validators(o->head, o->head_len, &v);
-    bool nm = cache_policy_not_modified(&c->req, o->status, &v, meta.date_value, conn_cache_now());
+    bool nm = cache_policy_not_modified(&c->req, o->status, &v, meta->date_value, conn_cache_now());
     obj_unlock(o);
     if (!conn_cache_deliver(c, o, status, age, nm))
         conn_respond_error(c, 502); /* cannot happen: a COMPLETE entry has a head */
@@ -594,7 +593,7 @@ conn_cache_serve_complete(struct conn *c, struct obj *o)
         x->outcome = "hit";
     }
     c->w->stats.cache_hits++;
-    conn_cache_deliver_entry(c, o, status, info.age);
+    conn_cache_deliver_entry(c, o, &meta, status, info.age);
 }
 
 /* Looks the request up and serves, joins, fetches or passes it. */
@@ -754,7 +753,7 @@ conn_cache_serve_stale(struct conn *c, const char *why)
              meta.lifetime - age, why);
     x->outcome = "stale";
     c->w->stats.cache_stale_served++;
-    conn_cache_deliver_entry(c, o, status, age);
+    conn_cache_deliver_entry(c, o, &meta, status, age);
     obj_unref(&o);
 }
 
@@ -837,7 +836,7 @@ conn_cache_intercept(struct conn *c, size_t head_len)
     snprintf(cs, sizeof(cs),
              "tailcache; fwd=stale; fwd-status=304; ttl=%" PRId64 "; detail=revalidated",
              meta.lifetime - age);
-    conn_cache_deliver_entry(c, o, cs, age);
+    conn_cache_deliver_entry(c, o, &meta, cs, age);
     obj_unref(&o);
     return true;
 }
@@ -1121,7 +1120,8 @@ conn_cache_detach(struct conn *c)
     status[n] = '\0';
     obj_get_meta(x->fill, &meta);
     x->detached = true;
-    conn_cache_deliver_entry(c, x->fill, status, cache_policy_current_age(&meta, conn_cache_now()));
+    conn_cache_deliver_entry(c, x->fill, &meta, status,
+                             cache_policy_current_age(&meta, conn_cache_now()));
     return true;
 }
 
