@@ -94,6 +94,17 @@ size_t cache_entry_limit(const struct cache *c);
 /* True when hash was evicted recently (it is in the ghost). */
 bool cache_was_evicted(struct cache *c, uint64_t hash);
 
+/*
+ * Removes every linked entry that key_filter (may be NULL: all) and then
+ * match (may be NULL: all) accept, shard by shard. key_filter runs under
+ * the shard lock and must be cheap; match runs on a referenced entry
+ * without the shard lock (it may take the object's lock). Entries linked
+ * during the sweep may be missed. Returns the number removed. Costs a
+ * walk of the whole index: never call it on a worker's loop.
+ */
+size_t cache_sweep(struct cache *c, bool (*key_filter)(void *arg, const char *key, size_t len),
+                   bool (*match)(void *arg, struct obj *o), void *arg);
+
 /* Sums the shards' statistics. */
 void cache_get_stats(struct cache *c, struct cache_stats *out);
 

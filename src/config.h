@@ -24,6 +24,8 @@
 
 #include "http_parser.h"
 
+struct rule_pattern;
+
 enum config_log_level {
     CONFIG_LOG_ERROR,
     CONFIG_LOG_WARN,
@@ -90,6 +92,29 @@ struct config_route_cache {
     struct config_cache_key key;
     char **strip_headers; /* request headers never passed upstream (poisoning); tokens */
     size_t nstrip_headers;
+    enum config_tier tiers[CONFIG_TIERS_MAX]; /* memory first; default: every configured tier */
+    size_t ntiers;
+    struct config_inval_rule *rules;
+    size_t nrules;
+};
+
+/* The cache layers a route looks up, in order. */
+enum config_tier {
+    CONFIG_TIER_MEMORY,
+    CONFIG_TIER_REDIS,
+    CONFIG_TIER_MEMCACHED,
+};
+#define CONFIG_TIERS_MAX 3
+
+/* A rule applied when a matching write succeeds (routes[].cache.invalidate). */
+struct config_inval_rule {
+    int line;
+    uint32_t methods;           /* bit (1u << enum http_method); 0 = PUT, PATCH, POST, DELETE */
+    struct rule_pattern *match; /* the request path pattern (rule.h) */
+    char **purge;               /* path templates purged (same host and scheme) */
+    size_t npurge;
+    char **tags; /* tag templates purged */
+    size_t ntags;
 };
 
 enum config_eviction {
@@ -109,6 +134,56 @@ struct config_route {
     struct config_upstream *upstream;
     char *host_rewrite; /* Host sent upstream; NULL keeps the client's */
     struct config_route_cache cache;
+};
+
+/* cache.redis: the Redis tier and the invalidation bus. */
+struct config_redis {
+    bool enabled; /* cache.redis.address is set */
+    struct config_addr addr;
+    char *password; /* NULL: no AUTH */
+    unsigned db;    /* 0: no SELECT */
+    char *prefix;   /* prepended to every key; default "tc:" */
+    unsigned connect_timeout_ms;
+    unsigned timeout_ms; /* a lookup or write waits at most this */
+    unsigned backoff_min_ms, backoff_max_ms; /* reconnect delays */
+    size_t max_object_size;                  /* larger objects skip the tier */
+    unsigned breaker_failures;               /* consecutive failures that open the breaker */
+    unsigned breaker_cooldown_ms;            /* open this long, then one probe */
+};
+
+/* cache.memcached: the memcached tier. */
+struct config_memcached {
+    bool enabled; /* cache.memcached.servers is not empty */
+    struct config_addr *servers;
+    size_t nservers;
+    char *prefix; /* default "tc:" */
+    unsigned connect_timeout_ms;
+    unsigned timeout_ms;
+    unsigned threads; /* blocking client threads */
+    unsigned queue;   /* operations waiting at most */
+    unsigned retry_ms; /* a failed server is skipped this long */
+    size_t max_object_size;
+    unsigned breaker_failures;
+    unsigned breaker_cooldown_ms;
+};
+
+/* An address block, for invalidation.purge_allow. */
+struct config_cidr {
+    char *text;
+    int family; /* AF_INET or AF_INET6 */
+    unsigned char addr[16];
+    unsigned prefix_len;
+};
+
+/* invalidation: the PURGE method, bans and the broadcast channel. */
+struct config_invalidation {
+    char *channel;  /* Redis pub/sub channel; default "tailcache:invalidate" */
+    bool broadcast; /* publish and subscribe (needs cache.redis); default true */
+    char *node_id;  /* default "<hostname>:<pid>" */
+    struct config_cidr *purge_allow; /* PURGE accepted from these; default loopback */
+    size_t npurge_allow;
+    char *purge_token; /* or with "X-Purge-Token: <token>"; NULL: none */
+    unsigned max_bans; /* bans remembered (ban.h); default 1000 */
 };
 
 struct config {
@@ -135,6 +210,10 @@ struct config {
     size_t cache_max_object;      /* larger responses are not stored */
     unsigned coalesce_timeout_ms; /* longest a request waits on another's fetch */
     unsigned hit_for_miss_ms;     /* how long "not storable" sends requests straight on */
+
+    struct config_redis redis;
+    struct config_memcached memcached;
+    struct config_invalidation invalidation;
 
     enum config_log_level log_level;
     char *error_log;  /* path, or "stderr" */
