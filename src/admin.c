@@ -3,8 +3,11 @@
  */
 #include "admin.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -12,12 +15,18 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
+#include "ban.h"
 #include "config.h"
+#include "http_parser.h"
+#include "http_write.h"
+#include "inval.h"
 #include "log.h"
 #include "stats.h"
+#include "util.h"
 
 struct admin {
     struct evhttp *http;
+    struct inval *inval;
 };
 
 static void
@@ -25,7 +34,133 @@ admin_reply(struct evhttp_request *req, int code, const char *type, struct evbuf
 {
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", type);
     evhttp_add_header(evhttp_request_get_output_headers(req), "Cache-Control", "no-store");
-    evhttp_send_reply(req, code, code == 200 ? "OK" : "Not Found", body);
+    evhttp_send_reply(req, code, http_write_reason(code), body);
+}
+
+/* True when s[0..n) has no byte a request target or Host may not hold. */
+static bool
+admin_clean(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] <= 0x20 || s[i] == 0x7f)
+            return false;
+    return true;
+}
+
+/* url=http://host[:port]/path[?query]: the URL ban for it. */
+static struct ban *
+admin_url_ban(struct admin *a, const char *url, char *err, size_t errlen)
+{
+    struct http_request r;
+    size_t len = strlen(url);
+    memset(&r, 0, sizeof(r));
+    if (len > 7 && strncasecmp(url, "http://", 7) == 0)
+        url += 7;
+    else if (len > 8 && strncasecmp(url, "https://", 8) == 0)
+        url += 8;
+    else {
+        snprintf(err, errlen, "url must be http://HOST[:PORT]/PATH[?QUERY]");
+        return NULL;
+    }
+    const char *slash = strchr(url, '/');
+    if (slash == NULL || slash == url || !admin_clean(url, strlen(url))) {
+        snprintf(err, errlen, "url must be http://HOST[:PORT]/PATH[?QUERY]");
+        return NULL;
+    }
+    const char *q = strchr(slash, '?');
+    const char *frag = strchr(slash, '#');
+    size_t end = frag != NULL ? (size_t)(frag - slash) : strlen(slash);
+    r.host = url;
+    r.host_len = (size_t)(slash - url);
+    r.path = slash;
+    r.path_len = q != NULL && (size_t)(q - slash) < end ? (size_t)(q - slash) : end;
+    if (q != NULL && (size_t)(q - slash) < end) {
+        r.query = q + 1;
+        r.query_len = end - r.path_len - 1;
+    }
+    r.method_id = HTTP_M_GET;
+    return inval_url_ban(inval_config(a->inval), &r, util_wall_us(), err, errlen);
+}
+
+/* POST /invalidate/KIND?...: applies one invalidation; replies with JSON. */
+static void
+admin_invalidate(struct admin *a, struct evhttp_request *req, const char *kind, size_t kind_len,
+                 struct evbuffer *body)
+{
+    struct evkeyvalq args;
+    char err[256] = "";
+    const char *uri = evhttp_request_get_uri(req);
+    const char *qs = strchr(uri, '?');
+    struct ban *b = NULL;
+    int64_t now = util_wall_us();
+
+    TAILQ_INIT(&args);
+    if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "POST");
+        evbuffer_add_printf(body, "{\"error\":\"use POST\"}\n");
+        admin_reply(req, 405, "application/json", body);
+        return;
+    }
+    if (qs != NULL && evhttp_parse_query_str(qs + 1, &args) < 0) {
+        evbuffer_add_printf(body, "{\"error\":\"malformed query string\"}\n");
+        admin_reply(req, 400, "application/json", body);
+        return;
+    }
+    const char *host = evhttp_find_header(&args, "host");
+    struct config *cfg = inval_config(a->inval);
+#define ADMIN_KIND(s) (kind_len == strlen(s) && strncmp(kind, s, kind_len) == 0)
+    const char *arg = ADMIN_KIND("url")      ? evhttp_find_header(&args, "url")
+                      : ADMIN_KIND("prefix") ? evhttp_find_header(&args, "prefix")
+                      : ADMIN_KIND("regex")  ? evhttp_find_header(&args, "regex")
+                      : ADMIN_KIND("tag")    ? evhttp_find_header(&args, "tag")
+                      : ADMIN_KIND("route")  ? evhttp_find_header(&args, "route")
+                                             : NULL;
+    if (!ADMIN_KIND("url") && !ADMIN_KIND("prefix") && !ADMIN_KIND("regex") && !ADMIN_KIND("tag") &&
+        !ADMIN_KIND("route")) {
+        evbuffer_add_printf(body, "{\"error\":\"unknown invalidation; use url, prefix, regex, "
+                                  "tag or route\"}\n");
+        admin_reply(req, 404, "application/json", body);
+        evhttp_clear_headers(&args);
+        return;
+    }
+    if (arg == NULL || arg[0] == '\0')
+        snprintf(err, sizeof(err), "missing argument %.*s=", (int)kind_len, kind);
+    else if (ADMIN_KIND("url"))
+        b = admin_url_ban(a, arg, err, sizeof(err));
+    else if (ADMIN_KIND("prefix") && arg[0] != '/')
+        snprintf(err, sizeof(err), "prefix must start with /");
+    else if (host != NULL && !admin_clean(host, strlen(host)))
+        snprintf(err, sizeof(err), "bad host");
+    else if (ADMIN_KIND("prefix"))
+        b = ban_new(BAN_PREFIX, arg, strlen(arg), host, NULL, now, err, sizeof(err));
+    else if (ADMIN_KIND("regex"))
+        b = ban_new(BAN_REGEX, arg, strlen(arg), host, NULL, now, err, sizeof(err));
+    else if (ADMIN_KIND("tag"))
+        b = ban_new(BAN_TAG, arg, strlen(arg), NULL, NULL, now, err, sizeof(err));
+    else
+        b = ban_new(BAN_ROUTE, arg, strlen(arg), NULL, cfg, now, err, sizeof(err));
+#undef ADMIN_KIND
+    evhttp_clear_headers(&args);
+    if (b == NULL) {
+        evbuffer_add_printf(body, "{\"error\":\"");
+        for (const char *p = err; *p != '\0'; p++) /* JSON-escape the message */
+            if (*p == '"' || *p == '\\')
+                evbuffer_add_printf(body, "\\%c", *p);
+            else if ((unsigned char)*p < 0x20)
+                evbuffer_add_printf(body, "\\u%04x", (unsigned)*p);
+            else
+                evbuffer_add(body, p, 1);
+        evbuffer_add_printf(body, "\"}\n");
+        admin_reply(req, 400, "application/json", body);
+        return;
+    }
+    size_t removed = inval_apply(a->inval, b);
+    log_info("admin: invalidation %s: %zu memory entries removed", ban_kind_name(ban_kind_of(b)),
+             removed);
+    evbuffer_add_printf(body, "{\"kind\":\"%s\",\"removed\":%zu}\n", ban_kind_name(ban_kind_of(b)),
+                        removed);
+    ban_unref(&b);
+    admin_reply(req, 200, "application/json", body);
 }
 
 static void
@@ -51,20 +186,23 @@ admin_on_request(struct evhttp_request *req, void *arg)
         stats_sum(&st);
         stats_format_prometheus(body, &st);
         admin_reply(req, 200, "text/plain; version=0.0.4", body);
+    } else if (plen > 12 && strncmp(uri, "/invalidate/", 12) == 0) {
+        admin_invalidate(arg, req, uri + 12, plen - 12, body);
     } else {
-        evbuffer_add_printf(body, "not found; try /healthz, /stats, /metrics\n");
+        evbuffer_add_printf(body, "not found; try /healthz, /stats, /metrics, /invalidate/\n");
         admin_reply(req, 404, "text/plain", body);
     }
     evbuffer_free(body);
 }
 
 struct admin *
-admin_start(struct event_base *base, const struct config_addr *addr)
+admin_start(struct event_base *base, const struct config_addr *addr, struct inval *iv)
 {
     struct admin *a = calloc(1, sizeof(*a));
     int fd = -1, one = 1;
     if (a == NULL)
         abort();
+    a->inval = iv;
     a->http = evhttp_new(base);
     if (a->http == NULL)
         goto fail;
@@ -77,7 +215,7 @@ admin_start(struct event_base *base, const struct config_addr *addr)
     if (evhttp_accept_socket(a->http, fd) < 0)
         goto fail;
     evhttp_set_gencb(a->http, admin_on_request, a);
-    evhttp_set_allowed_methods(a->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
+    evhttp_set_allowed_methods(a->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST);
     evhttp_set_timeout(a->http, 10);
     return a;
 fail:

@@ -1,7 +1,9 @@
 /*
  * admin: the admin listener, separate from traffic, on the main thread's
  * event_base. It serves /healthz, /stats (JSON counters) and /metrics
- * (Prometheus text). It uses libevent's evhttp: admin requests are small
+ * (Prometheus text), and the invalidation API (POST /invalidate/url,
+ * /invalidate/prefix, /invalidate/regex, /invalidate/tag,
+ * /invalidate/route; see inval.h and tailcache(8)). It uses libevent's evhttp: admin requests are small
  * and rare, and the proxy's data path never goes through here.
  */
 #ifndef TAILCACHE_ADMIN_H
@@ -10,9 +12,12 @@
 struct admin;
 struct config_addr;
 struct event_base;
+struct inval;
 
-/* Listens on addr; returns a new admin or NULL with the reason logged. */
-struct admin *admin_start(struct event_base *base, const struct config_addr *addr);
+/* Listens on addr; returns a new admin or NULL with the reason logged.
+ * iv (borrowed) applies invalidations. */
+struct admin *admin_start(struct event_base *base, const struct config_addr *addr,
+                          struct inval *iv);
 
 /* Stops listening and frees; clears *ap; accepts NULL. */
 void admin_free(struct admin **ap);

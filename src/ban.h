@@ -73,6 +73,11 @@ struct ban *ban_ref(struct ban *b);
 void ban_unref(struct ban **bp); /* clears *bp; accepts NULL */
 
 enum ban_kind ban_kind_of(const struct ban *b);
+
+/* The ban's argument and host as given to ban_new() (host: "" when none);
+ * borrowed, valid while the ban lives. */
+const char *ban_arg(const struct ban *b, size_t *len);
+const char *ban_host(const struct ban *b, size_t *len);
 const char *ban_kind_name(enum ban_kind k);
 int64_t ban_time(const struct ban *b);
 

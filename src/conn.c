@@ -459,6 +459,21 @@ conn_respond_error(struct conn *c, int status)
     conn_finish(c);
 }
 
+void
+conn_respond(struct conn *c, int status, const char *type, const char *body, size_t len)
+{
+    struct conn_exchange *x = &c->x;
+    if (!x->req_done)
+        c->close_after = true; /* its body is not read: the next request cannot be found */
+    x->status = status;
+    x->resp_started = true;
+    x->resp_done = true;
+    http_write_simple(bufferevent_get_output(c->bev), status, c->close_after,
+                      c->req.method_id == HTTP_M_HEAD, type, body, len,
+                      "Cache-Control: no-store\r\n");
+    conn_finish(c);
+}
+
 /* A request we refuse before routing (parse errors, limits): always close,
  * since we cannot trust where the next request would start. */
 static void
@@ -725,6 +740,10 @@ conn_upstream_begin(struct conn *c)
         bufferevent_set_timeouts(c->bev, NULL, &wtv);
     }
 
+    if (c->req.method_id == HTTP_M_PURGE) {
+        conn_cache_purge(c); /* the proxy's own method: never forwarded */
+        return;
+    }
     x->route = route_match(x->gen->cfg, c->req.host, c->req.host_len, c->req.path, c->req.path_len,
                            c->req.method_id);
     if (x->route == NULL) {

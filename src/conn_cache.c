@@ -21,33 +21,57 @@
  * Runs on the connection's worker thread; the cache and objects are
  * shared and thread-safe.
  */
+#include <arpa/inet.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
+#include "ban.h"
 #include "cache.h"
 #include "cache_key.h"
 #include "cache_policy.h"
 #include "config.h"
 #include "conn_int.h"
+#include "envelope.h"
+#include "inval.h"
 #include "log.h"
 #include "obj.h"
+#include "rule.h"
+#include "tier.h"
 #include "upstream.h"
 #include "util.h"
 #include "worker.h"
 
-#define CONN_CACHE_SEP '\x1e' /* between the primary key and a variant's part */
-#define CONN_CACHE_MAX_LOOKUPS 3
+#define CONN_CACHE_SEP '\x1e'    /* between the primary key and a variant's part */
+#define CONN_CACHE_MAX_LOOKUPS 4 /* memory, shared tier marker, variant, and one retry */
 
-static atomic_uint_fast64_t conn_cache_vary_ids = 1;
+static atomic_uint_fast64_t conn_cache_vary_ids;
+
+/* A new Vary marker id. Ids start at a random point so that a restarted
+ * process never reuses one still naming variants in a shared tier. */
+static uint64_t
+conn_cache_vary_id(void)
+{
+    uint64_t id = atomic_fetch_add(&conn_cache_vary_ids, 1);
+    if (id != 0)
+        return id;
+    uint64_t r = 0;
+    if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
+        r = (uint64_t)util_wall_us() * 0x9e3779b97f4a7c15ull;
+    r |= 1;
+    uint_fast64_t expected = 1;
+    atomic_compare_exchange_strong(&conn_cache_vary_ids, &expected, r + 1);
+    return atomic_fetch_add(&conn_cache_vary_ids, 1);
+}
 
 static int64_t
 conn_cache_now(void)
@@ -418,12 +442,31 @@ conn_cache_pass(struct conn *c, const char *fwd)
     conn_upstream_send(c);
 }
 
-/* Becomes the leader: links a BUSY object under the key and fetches. */
+/* The leader fetches x->fill from the origin. */
+static void
+conn_cache_fetch(struct conn *c, const char *fwd)
+{
+    struct conn_exchange *x = &c->x;
+    x->outcome = "miss";
+    x->request_time = conn_cache_now();
+    x->fetch_start_us = util_wall_us();
+    c->w->stats.cache_misses++;
+    conn_cache_set_status(c, "fwd=%s", fwd);
+    conn_upstream_send(c);
+}
+
+static void conn_cache_on_l2(void *arg, const struct tier_hit *hit);
+static void conn_cache_store_l2(struct conn *c, struct obj *o);
+
+/* Becomes the leader: links a BUSY object under the key, then looks in
+ * the shared tiers (requests arriving meanwhile join the object as they
+ * would an origin fetch) and fetches from the origin if they miss. */
 static void
 conn_cache_miss(struct conn *c, const char *fwd)
 {
     struct conn_exchange *x = &c->x;
     struct cache *cache = conn_cache_store(c);
+    const struct config_route_cache *rc = &x->route->cache;
 
     if (conn_cache_only_if_cached(c))
         return;
@@ -448,11 +491,67 @@ conn_cache_miss(struct conn *c, const char *fwd)
     }
     x->fill = o;
     x->fill_linked = true;
-    x->outcome = "miss";
-    x->request_time = conn_cache_now();
-    c->w->stats.cache_misses++;
-    conn_cache_set_status(c, "fwd=%s", fwd);
-    conn_upstream_send(c);
+    if (!c->internal && c->w->tiers != NULL &&
+        tier_lookup(c->w->tiers, rc->tiers, rc->ntiers, c->key, c->key_len, conn_cache_on_l2, c,
+                    &x->l2) == 0) {
+        x->l2_fwd = fwd;
+        x->outcome = "miss";
+        return;
+    }
+    conn_cache_fetch(c, fwd);
+}
+
+/* Makes a memory object of what a shared tier had: a COMPLETE response or
+ * a Vary marker, with the freshness facts it was stored with. Returns a
+ * new reference, or NULL (too big for memory, out of memory). */
+static struct obj *
+conn_cache_promote(struct conn *c, const struct envelope *e)
+{
+    uint64_t h = cache_hash(e->key, e->key_len);
+    if (e->kind == ENVELOPE_VARY) {
+        struct obj *m = obj_new(OBJ_KIND_VARY, e->key, e->key_len, h);
+        m->vary = util_xstrndup(e->head, e->head_len);
+        m->vary_id = e->vary_id;
+        obj_finish(m, OBJ_COMPLETE);
+        return m;
+    }
+    if (e->body_len + e->head_len + e->key_len + 4096 > conn_cache_object_limit(c))
+        return NULL;
+    struct obj *o = obj_new(OBJ_KIND_RESPONSE, e->key, e->key_len, h);
+    if (obj_set_head(o, e->status, e->head, e->head_len, e->body_len, &e->meta) < 0 ||
+        (e->body_len > 0 && obj_append(o, e->body, e->body_len) < 0)) {
+        obj_finish(o, OBJ_FAILED);
+        obj_unref(&o);
+        return NULL;
+    }
+    obj_finish(o, OBJ_COMPLETE);
+    return o;
+}
+
+/* The shared tiers answered the leader's lookup. A hit replaces the BUSY
+ * object in memory (whose waiters look again and find it) and the lookup
+ * starts over, so freshness, Vary and the client's conditionals are
+ * handled as for any memory entry. */
+static void
+conn_cache_on_l2(void *arg, const struct tier_hit *hit)
+{
+    struct conn *c = arg;
+    struct conn_exchange *x = &c->x;
+    struct obj *p;
+    x->l2 = NULL;
+    if (hit == NULL || (p = conn_cache_promote(c, &hit->env)) == NULL) {
+        conn_cache_fetch(c, x->l2_fwd);
+        return;
+    }
+    cache_insert(conn_cache_store(c), p);
+    cache_recharge(conn_cache_store(c), p);
+    obj_unref(&p);
+    if (obj_get_state(x->fill) == OBJ_BUSY)
+        obj_finish(x->fill, OBJ_FAILED);
+    obj_unref(&x->fill);
+    x->fill_linked = false;
+    x->hit_tier = hit->tier == CONFIG_TIER_REDIS ? "redis" : "memcached";
+    conn_cache_lookup(c);
 }
 
 /* Starts one background refresh of o (a copy of this request, made by
@@ -549,6 +648,7 @@ conn_cache_refetch(struct conn *c, struct obj *o, const struct cache_policy_info
 
     x->outcome = "miss";
     x->request_time = conn_cache_now();
+    x->fetch_start_us = util_wall_us();
     c->w->stats.cache_misses++;
     conn_cache_set_status(c, "fwd=stale");
     conn_upstream_send(c);
@@ -588,9 +688,11 @@ conn_cache_serve_complete(struct conn *c, struct obj *o)
         c->w->stats.cache_stale_served++;
         conn_cache_bg_refresh(c, o);
     } else {
-        snprintf(status, sizeof(status), "tailcache; hit; ttl=%" PRId64 "; detail=memory",
-                 info.ttl_left);
-        x->outcome = "hit";
+        snprintf(status, sizeof(status), "tailcache; hit; ttl=%" PRId64 "; detail=%s",
+                 info.ttl_left, x->hit_tier != NULL ? x->hit_tier : "memory");
+        x->outcome = x->hit_tier == NULL     ? "hit"
+                     : x->hit_tier[0] == 'r' ? "hit-redis"
+                                             : "hit-memcached";
     }
     c->w->stats.cache_hits++;
     conn_cache_deliver_entry(c, o, &meta, status, info.age);
@@ -676,9 +778,12 @@ conn_cache_invalidate_uri(struct conn *c, const char *path, size_t path_len, con
     r->query = query;
     r->query_len = query_len;
     r->method_id = HTTP_M_GET;
-    if (conn_cache_primary_key(c) &&
-        cache_remove(conn_cache_store(c), c->key, c->key_len, c->key_hash, NULL))
-        c->w->stats.cache_invalidations++;
+    if (conn_cache_primary_key(c)) {
+        if (cache_remove(conn_cache_store(c), c->key, c->key_len, c->key_hash, NULL))
+            c->w->stats.cache_invalidations++;
+        if (c->w->tiers != NULL)
+            tier_delete(c->w->tiers, c->key, c->key_len);
+    }
     r->path = spath;
     r->path_len = spath_len;
     r->query = squery;
@@ -712,6 +817,73 @@ conn_cache_invalidate_location(struct conn *c, const struct http_header *h)
         conn_cache_invalidate_uri(c, v, (size_t)(end - v), NULL, 0);
 }
 
+/* Applies a ban from this worker: a URL's primary key leaves memory at
+ * once; the ban list, the sweep, the shared tiers and the other nodes are
+ * inval's (inval.h). */
+static void
+conn_cache_submit_ban(struct conn *c, struct ban *b)
+{
+    if (ban_kind_of(b) == BAN_URL) {
+        size_t n;
+        const char *k = ban_arg(b, &n);
+        if (cache_remove(conn_cache_store(c), k, n, cache_hash(k, n), NULL))
+            c->w->stats.inval_removed++;
+    }
+    if (c->w->inval != NULL)
+        inval_submit(c->w->inval, b);
+}
+
+/* A URL ban for path[?query] on the request's host. */
+static struct ban *
+conn_cache_url_ban(struct conn *c, const char *target, size_t len, int64_t now_us)
+{
+    struct http_request r = c->req;
+    char err[160];
+    const char *q = memchr(target, '?', len);
+    r.path = target;
+    r.path_len = q != NULL ? (size_t)(q - target) : len;
+    r.query = q != NULL ? q + 1 : NULL;
+    r.query_len = q != NULL ? len - r.path_len - 1 : 0;
+    struct ban *b = inval_url_ban(conn_cfg(c), &r, now_us, err, sizeof(err));
+    if (b == NULL)
+        log_info("conn=%" PRIu64 ": invalidation of %.*s skipped: %s", c->id, (int)len, target,
+                 err);
+    return b;
+}
+
+/* routes[].cache.invalidate: the rules this successful write matches. */
+static void
+conn_cache_rules(struct conn *c)
+{
+    const struct config_route_cache *rc = &c->x.route->cache;
+    int64_t now_us = util_wall_us();
+    char buf[2048], err[160];
+    for (size_t i = 0; i < rc->nrules; i++) {
+        const struct config_inval_rule *rule = &rc->rules[i];
+        struct rule_vars vars;
+        if (!(rule->methods & (1u << c->req.method_id)) ||
+            !rule_match(rule->match, c->req.path, c->req.path_len, &vars))
+            continue;
+        c->w->stats.inval_rules++;
+        for (size_t j = 0; j < rule->npurge; j++) {
+            ssize_t n = rule_expand(rule->match, &vars, rule->purge[j], buf, sizeof(buf));
+            struct ban *b = n > 0 ? conn_cache_url_ban(c, buf, (size_t)n, now_us) : NULL;
+            if (b != NULL)
+                conn_cache_submit_ban(c, b);
+            ban_unref(&b);
+        }
+        for (size_t j = 0; j < rule->ntags; j++) {
+            ssize_t n = rule_expand(rule->match, &vars, rule->tags[j], buf, sizeof(buf));
+            struct ban *b =
+                n > 0 ? ban_new(BAN_TAG, buf, (size_t)n, NULL, NULL, now_us, err, sizeof(err))
+                      : NULL;
+            if (b != NULL)
+                conn_cache_submit_ban(c, b);
+            ban_unref(&b);
+        }
+    }
+}
+
 static void
 conn_cache_invalidate(struct conn *c)
 {
@@ -722,6 +894,83 @@ conn_cache_invalidate(struct conn *c)
             http_str_ieq(h->name, h->name_len, "content-location"))
             conn_cache_invalidate_location(c, h);
     }
+    if (c->x.route->cache.nrules > 0)
+        conn_cache_rules(c);
+}
+
+/* --- PURGE ------------------------------------------------------------- */
+
+static bool
+conn_cache_cidr_has(const struct config_cidr *n, int family, const unsigned char *a)
+{
+    if (n->family != family)
+        return false;
+    unsigned full = n->prefix_len / 8, rest = n->prefix_len % 8;
+    if (memcmp(n->addr, a, full) != 0)
+        return false;
+    if (rest == 0)
+        return true;
+    unsigned char mask = (unsigned char)(0xff << (8 - rest));
+    return (n->addr[full] & mask) == (a[full] & mask);
+}
+
+/* True when the client may PURGE: its address is allowed, or it sent the token. */
+static bool
+conn_cache_purge_allowed(struct conn *c)
+{
+    const struct config_invalidation *iv = &conn_cfg(c)->invalidation;
+    unsigned char a[16];
+    int family = strchr(c->peer_ip, ':') != NULL ? AF_INET6 : AF_INET;
+    if (inet_pton(family, c->peer_ip, a) == 1) {
+        /* An IPv4 client on a dual-stack socket is ::ffff:a.b.c.d. */
+        static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+        if (family == AF_INET6 && memcmp(a, mapped, 12) == 0) {
+            memmove(a, a + 12, 4);
+            family = AF_INET;
+        }
+        for (size_t i = 0; i < iv->npurge_allow; i++)
+            if (conn_cache_cidr_has(&iv->purge_allow[i], family, a))
+                return true;
+    }
+    if (iv->purge_token == NULL)
+        return false;
+    const struct http_header *h = http_head_find(&c->req.head, "x-purge-token");
+    size_t tlen = strlen(iv->purge_token);
+    if (h == NULL || h->value_len != tlen)
+        return false;
+    unsigned char diff = 0; /* constant time: the token is a secret */
+    for (size_t i = 0; i < tlen; i++)
+        diff |= (unsigned char)(h->value[i] ^ iv->purge_token[i]);
+    return diff == 0;
+}
+
+void
+conn_cache_purge(struct conn *c)
+{
+    char body[256];
+    if (!conn_cache_purge_allowed(c)) {
+        c->w->stats.inval_purge_denied++;
+        log_info("conn=%" PRIu64 ": %s: PURGE refused (not in invalidation.purge_allow, no "
+                 "valid token)",
+                 c->id, c->peer);
+        int n = snprintf(body, sizeof(body), "{\"error\":\"PURGE not allowed\"}\n");
+        conn_respond(c, 403, "application/json", body, (size_t)n);
+        return;
+    }
+    struct ban *b = conn_cache_url_ban(
+        c, c->req.path, c->req.path_len + (c->req.query != NULL ? c->req.query_len + 1 : 0),
+        util_wall_us());
+    if (b == NULL) {
+        int n = snprintf(body, sizeof(body), "{\"error\":\"no route caches that URL\"}\n");
+        conn_respond(c, 404, "application/json", body, (size_t)n);
+        return;
+    }
+    uint64_t before = c->w->stats.inval_removed;
+    conn_cache_submit_ban(c, b);
+    ban_unref(&b);
+    int n = snprintf(body, sizeof(body), "{\"kind\":\"url\",\"removed\":%" PRIu64 "}\n",
+                     c->w->stats.inval_removed - before);
+    conn_respond(c, 200, "application/json", body, (size_t)n);
 }
 
 /* --- revalidation and stale-if-error ------------------------------------ */
@@ -826,7 +1075,8 @@ conn_cache_intercept(struct conn *c, size_t head_len)
          * client still gets the entry it was validated against, nobody else. */
         log_info("conn=%" PRIu64 ": 304 did not refresh the entry; dropping it", c->id);
         cache_remove(conn_cache_store(c), o->key, o->key_len, o->hash, o);
-    }
+    } else
+        conn_cache_store_l2(c, o);
     atomic_store(&o->refreshing, false);
     c->w->stats.cache_revalidated++;
     x->outcome = "revalidated";
@@ -847,8 +1097,18 @@ bool
 conn_cache_begin(struct conn *c)
 {
     struct conn_exchange *x = &c->x;
-    if (!x->route->cache.enabled || conn_cache_store(c) == NULL)
+    if (conn_cache_store(c) == NULL)
         return false;
+    if (!x->route->cache.enabled) {
+        /* A route that does not cache may still invalidate (rules). */
+        if (x->route->cache.nrules > 0 &&
+            (c->req.method_id == HTTP_M_POST || c->req.method_id == HTTP_M_PUT ||
+             c->req.method_id == HTTP_M_PATCH || c->req.method_id == HTTP_M_DELETE)) {
+            x->caching = true;
+            x->cache_invalidate = true;
+        }
+        return false;
+    }
     x->caching = true;
     switch (c->req.method_id) {
     case HTTP_M_GET:
@@ -987,7 +1247,7 @@ conn_cache_rekey_variant(struct conn *c, const char *names, size_t names_len)
         return false;
     /* A new marker under the primary key; its id makes every older
      * variant unreachable, so a changed Vary can never resurrect them. */
-    uint64_t id = atomic_fetch_add(&conn_cache_vary_ids, 1);
+    uint64_t id = conn_cache_vary_id();
     struct obj *marker =
         obj_new(OBJ_KIND_VARY, c->key, c->primary_len, cache_hash(c->key, c->primary_len));
     marker->vary = util_xstrndup(names, names_len);
@@ -1125,6 +1385,35 @@ conn_cache_detach(struct conn *c)
     return true;
 }
 
+/* Writes the completed fill (and the Vary marker it lives under) to the
+ * route's shared tiers; nobody waits for it. */
+static void
+conn_cache_store_l2(struct conn *c, struct obj *o)
+{
+    struct conn_exchange *x = &c->x;
+    const struct config_route_cache *rc = &x->route->cache;
+    struct tier_thread *tt = c->w->tiers;
+    if (tt == NULL || !tier_route_has_l2(tt, rc->tiers, rc->ntiers))
+        return;
+    tier_store(tt, rc->tiers, rc->ntiers, o, x->fetch_start_us);
+    if (!x->via_vary || c->primary_len > o->key_len)
+        return;
+    struct obj_meta meta;
+    obj_get_meta(o, &meta);
+    int64_t left = meta.lifetime - cache_policy_current_age(&meta, conn_cache_now());
+    left += meta.swr > meta.sie ? meta.swr : meta.sie;
+    struct envelope e = {
+        .kind = ENVELOPE_VARY,
+        .stored_at_us = x->fetch_start_us,
+        .vary_id = x->vary_id,
+        .key = o->key, /* the variant key starts with the primary key */
+        .key_len = c->primary_len,
+        .head = x->vary_names,
+        .head_len = strlen(x->vary_names),
+    };
+    tier_store_envelope(tt, rc->tiers, rc->ntiers, &e, left * 1000);
+}
+
 void
 conn_cache_on_response_done(struct conn *c)
 {
@@ -1134,6 +1423,8 @@ conn_cache_on_response_done(struct conn *c)
     if (obj_get_state(x->fill) == OBJ_BUSY)
         obj_finish(x->fill, OBJ_COMPLETE);
     cache_recharge(conn_cache_store(c), x->fill);
+    if (obj_get_state(x->fill) == OBJ_COMPLETE)
+        conn_cache_store_l2(c, x->fill);
     obj_unref(&x->fill);
 }
 
@@ -1141,6 +1432,7 @@ void
 conn_cache_end(struct conn *c)
 {
     struct conn_exchange *x = &c->x;
+    tier_lookup_cancel(&x->l2);
     conn_cache_fail_fill(c);
     obj_unref(&x->stale);
     if (x->refresh_of != NULL) {

@@ -22,6 +22,7 @@ struct config;
 struct config_route;
 struct event;
 struct obj;
+struct tier_lookup;
 struct upstream_conn;
 struct upstream_pool;
 struct worker;
@@ -88,10 +89,14 @@ struct conn_exchange {
     char req_lines[512];    /* validators added to the upstream request */
     uint64_t vary_id;
     char vary_names[256];
-    unsigned lookups;      /* cache lookups made (restarts after a failed fetch) */
-    int64_t request_time;  /* wall-clock seconds when the fetch started */
-    const char *outcome;   /* the access log's cache= field */
-    char cache_lines[224]; /* Cache-Status (and Server-Timing) for a relayed response */
+    unsigned lookups;       /* cache lookups made (restarts after a failed fetch) */
+    struct tier_lookup *l2; /* a shared-tier lookup in flight for x->fill */
+    const char *l2_fwd;     /* the miss's Cache-Status fwd=, kept across the L2 lookup */
+    const char *hit_tier;   /* the next hit was promoted from this tier ("redis"...) */
+    int64_t fetch_start_us; /* wall clock: when the fetch filling x->fill started */
+    int64_t request_time;   /* wall-clock seconds when the fetch started */
+    const char *outcome;    /* the access log's cache= field */
+    char cache_lines[224];  /* Cache-Status (and Server-Timing) for a relayed response */
 
     uint64_t t_start;    /* µs, request head complete */
     uint64_t t_up_start; /* µs, upstream request started; 0 if none */
@@ -139,6 +144,8 @@ int conn_start_internal(struct worker *w, const char *head, size_t len);
 const struct config *conn_cfg(const struct conn *c);
 void conn_upstream_send(struct conn *c);
 void conn_respond_error(struct conn *c, int status);
+/* Answers the request itself (status, Content-Type, body; no-store). */
+void conn_respond(struct conn *c, int status, const char *type, const char *body, size_t len);
 void conn_abort(struct conn *c);
 void conn_finish(struct conn *c);
 
@@ -147,6 +154,10 @@ void conn_finish(struct conn *c);
 /* Route matched: returns true when the cache took the request over (a
  * hit, a wait on another fetch, or a miss whose fetch it started). */
 bool conn_cache_begin(struct conn *c);
+
+/* PURGE: invalidates the URL when the client may (invalidation.purge_allow
+ * or purge_token) and answers 200, else 403. */
+void conn_cache_purge(struct conn *c);
 
 /* The upstream response head is parsed: decide whether to store it. */
 void conn_cache_on_response_head(struct conn *c);

@@ -247,19 +247,27 @@ http_write_response(struct evbuffer *out, const struct http_response *resp,
 }
 
 void
-http_write_error(struct evbuffer *out, int status, bool close, bool head_request, const char *extra)
+http_write_simple(struct evbuffer *out, int status, bool close, bool head_request, const char *type,
+                  const char *body, size_t body_len, const char *extra)
 {
-    const char *reason = http_write_reason(status);
-    size_t body_len = (size_t)snprintf(NULL, 0, "%d %s\n", status, reason);
     evbuffer_add_printf(out,
                         "HTTP/1.1 %d %s\r\nDate: %s\r\nServer: tailcache\r\n"
-                        "Content-Type: text/plain\r\nContent-Length: %zu\r\n%s%s%s\r\n",
-                        status, reason, http_write_date(), body_len,
+                        "Content-Type: %s\r\nContent-Length: %zu\r\n%s%s%s\r\n",
+                        status, http_write_reason(status), http_write_date(), type, body_len,
                         status == 405 ? "Allow: GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS\r\n"
                                       : "",
                         extra != NULL ? extra : "", close ? "Connection: close\r\n" : "");
     if (!head_request)
-        evbuffer_add_printf(out, "%d %s\n", status, reason);
+        evbuffer_add(out, body, body_len);
+}
+
+void
+http_write_error(struct evbuffer *out, int status, bool close, bool head_request, const char *extra)
+{
+    char body[64];
+    int n = snprintf(body, sizeof(body), "%d %s\n", status, http_write_reason(status));
+    http_write_simple(out, status, close, head_request, "text/plain", body,
+                      n > 0 && (size_t)n < sizeof(body) ? (size_t)n : 0, extra);
 }
 
 void

@@ -52,6 +52,11 @@ void http_write_response(struct evbuffer *out, const struct http_response *resp,
                          enum http_framing framing, uint64_t content_length, bool close,
                          bool keep_alive_10, const char *extra);
 
+/* Appends a complete response with the given Content-Type and body (HEAD
+ * gets the head only); extra as for http_write_error(). */
+void http_write_simple(struct evbuffer *out, int status, bool close, bool head_request,
+                       const char *type, const char *body, size_t body_len, const char *extra);
+
 /* Appends a complete short text/plain error response; HEAD gets no body.
  * extra, when not NULL, is appended as header lines (each ending CRLF). */
 void http_write_error(struct evbuffer *out, int status, bool close, bool head_request,

@@ -28,6 +28,9 @@
 #include <event2/thread.h>
 
 #include "admin.h"
+#include "ban.h"
+#include "inval.h"
+#include "tier.h"
 #include "cache.h"
 #include "log.h"
 #include "stats.h"
@@ -45,6 +48,9 @@ struct main_state {
     unsigned nworkers;
     struct admin *admin;
     struct cache *cache;
+    struct ban_list *bans;
+    struct tier_shared *tiers;
+    struct inval *inval;
     unsigned cfg_workers_from_file; /* what the file said last, to warn once per change */
     bool stopping;
 };
@@ -109,7 +115,8 @@ main_start_workers(struct main_state *m)
                 return -1;
             }
         }
-        if (worker_init(&m->workers[i], i, cfg, m->cache, fds, cfg->nlisten) < 0) {
+        struct worker_shared sh = {.cache = m->cache, .tiers = m->tiers, .inval = m->inval};
+        if (worker_init(&m->workers[i], i, cfg, &sh, fds, cfg->nlisten) < 0) {
             free(fds);
             return -1;
         }
@@ -119,6 +126,22 @@ main_start_workers(struct main_state *m)
         if (worker_start(&m->workers[i]) < 0)
             return -1;
     return 0;
+}
+
+/* True when a and b give the shared tiers the same servers and prefixes
+ * (they are set up once, at start-up). */
+static bool
+main_same_tiers(const struct config *a, const struct config *b)
+{
+    if (a->redis.enabled != b->redis.enabled ||
+        (a->redis.enabled && (strcmp(a->redis.addr.text, b->redis.addr.text) != 0 ||
+                              strcmp(a->redis.prefix, b->redis.prefix) != 0)) ||
+        a->memcached.nservers != b->memcached.nservers)
+        return false;
+    for (size_t i = 0; i < a->memcached.nservers; i++)
+        if (strcmp(a->memcached.servers[i].text, b->memcached.servers[i].text) != 0)
+            return false;
+    return true;
 }
 
 static bool
@@ -172,8 +195,12 @@ main_reload(struct main_state *m)
     if (strcmp(main_admin_text(cfg), main_admin_text(m->cfg)) != 0) {
         admin_free(&m->admin);
         if (cfg->admin.len)
-            m->admin = admin_start(m->base, &cfg->admin);
+            m->admin = admin_start(m->base, &cfg->admin, m->inval);
     }
+    if (!main_same_tiers(cfg, m->cfg))
+        log_warn("reload: cache.redis or cache.memcached changed; the shared tiers keep their "
+                 "settings until the next restart");
+    inval_set_config(m->inval, cfg);
     for (unsigned i = 0; i < m->nworkers; i++)
         worker_reload(&m->workers[i], cfg);
     config_unref(&m->cfg);
@@ -326,9 +353,14 @@ main(int argc, char **argv)
     m.cache =
         cache_new(m.cfg->cache_memory_size, m.cfg->cache_shards,
                   m.cfg->cache_eviction == CONFIG_EVICT_LRU ? CACHE_EVICT_LRU : CACHE_EVICT_S3FIFO);
+    /* The shared tiers' settings, like the memory cache's, are read once. */
+    m.bans = ban_list_new(m.cfg->invalidation.max_bans);
+    if ((m.tiers = tier_shared_new(m.cfg, m.bans)) == NULL)
+        fatal("start-up failed");
+    m.inval = inval_new(m.base, m.cache, m.bans, m.tiers, m.cfg);
     if (main_start_workers(&m) < 0)
         fatal("start-up failed");
-    if (m.cfg->admin.len && (m.admin = admin_start(m.base, &m.cfg->admin)) == NULL)
+    if (m.cfg->admin.len && (m.admin = admin_start(m.base, &m.cfg->admin, m.inval)) == NULL)
         fatal("start-up failed");
 
     int sigs[] = {SIGHUP, SIGUSR1, SIGTERM, SIGINT};
@@ -360,6 +392,9 @@ main(int argc, char **argv)
     stats_unregister_all();
     free(m.workers);
     admin_free(&m.admin);
+    inval_free(&m.inval);
+    tier_shared_free(&m.tiers);
+    ban_list_free(&m.bans);
     event_base_free(m.base);
     cache_free(&m.cache);
     config_unref(&m.cfg);

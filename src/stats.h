@@ -57,14 +57,62 @@ struct evbuffer;
     X(cache_stale_served, COUNTER,                                                                 \
       "Stale entries served (stale-while-revalidate, stale-if-error)")                             \
     X(cache_bg_refreshes, COUNTER, "Background refreshes started (stale-while-revalidate)")        \
+    X(tier_redis_hits, COUNTER, "Redis tier lookups that found a usable object")                   \
+    X(tier_redis_misses, COUNTER, "Redis tier lookups that found nothing usable")                  \
+    X(tier_redis_errors, COUNTER, "Redis tier operations that failed")                             \
+    X(tier_redis_timeouts, COUNTER, "Redis tier operations that timed out")                        \
+    X(tier_redis_skipped, COUNTER, "Redis tier lookups skipped: not connected or breaker open")    \
+    X(tier_redis_stores, COUNTER, "Objects written to the Redis tier")                             \
+    X(tier_redis_too_large, COUNTER, "Objects not written to Redis: over max_object_size")         \
+    X(tier_memcached_hits, COUNTER, "memcached tier lookups that found a usable object")           \
+    X(tier_memcached_misses, COUNTER, "memcached tier lookups that found nothing usable")          \
+    X(tier_memcached_errors, COUNTER, "memcached tier operations that failed")                     \
+    X(tier_memcached_timeouts, COUNTER, "memcached tier operations that timed out")                \
+    X(tier_memcached_skipped, COUNTER,                                                             \
+      "memcached tier lookups skipped: queue full or breaker open")                                \
+    X(tier_memcached_stores, COUNTER, "Objects written to the memcached tier")                     \
+    X(tier_memcached_too_large, COUNTER, "Objects not written to memcached: over max_object_size") \
+    X(tier_coalesced, COUNTER, "Requests that joined another request's shared-tier lookup")        \
+    X(tier_banned, COUNTER, "Shared-tier objects dropped because a ban covers them")               \
+    X(inval_requests, COUNTER, "Invalidations applied on this node (any source)")                  \
+    X(inval_removed, COUNTER, "Memory entries removed by invalidations")                           \
+    X(inval_purge_denied, COUNTER, "PURGE requests refused (address or token)")                    \
+    X(inval_rules, COUNTER, "Invalidation rules fired by successful writes")                       \
+    X(inval_broadcast_sent, COUNTER, "Invalidations published to other nodes")                     \
+    X(inval_broadcast_received, COUNTER, "Invalidations received from other nodes")                \
     X(reloads, COUNTER, "Configuration generations this worker has applied")                       \
     X(log_lines_dropped, COUNTER, "Log lines dropped because the log writer could not keep up")
+
+/* X(name, help): latency histograms (seconds), fixed buckets of
+ * STATS_HIST_BOUNDS_US; exported as Prometheus histograms, which add up
+ * across nodes. (The analytics' bounded-error histograms come later.) */
+#define STATS_HISTS(X)                                                                             \
+    X(tier_redis_lookup, "Redis tier lookup latency")                                              \
+    X(tier_memcached_lookup, "memcached tier lookup latency")
+
+#define STATS_HIST_BOUNDS_US                                                                       \
+    {                                                                                              \
+        100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 1000000              \
+    }
+#define STATS_HIST_NBOUNDS 12
+
+struct stats_hist {
+    uint64_t buckets[STATS_HIST_NBOUNDS + 1]; /* the last one: over every bound */
+    uint64_t count;
+    uint64_t sum_us;
+};
 
 struct stats {
 #define STATS_FIELD(name, kind, help) uint64_t name;
     STATS_COUNTERS(STATS_FIELD)
 #undef STATS_FIELD
+#define STATS_HIST_FIELD(name, help) struct stats_hist name;
+    STATS_HISTS(STATS_HIST_FIELD)
+#undef STATS_HIST_FIELD
 };
+
+/* Records one sample of us microseconds (owner thread, plain increments). */
+void stats_hist_record(struct stats_hist *h, uint64_t us);
 
 /* Registers a worker's struct so readers include it; main thread, before workers run. */
 void stats_register(struct stats *s);

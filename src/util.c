@@ -265,6 +265,15 @@ util_addr_to_string(const struct sockaddr *sa, socklen_t len, char *buf, size_t 
     return buf;
 }
 
+int64_t
+util_wall_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 uint64_t
 util_now_us(void)
 {

@@ -80,6 +80,10 @@ const char *util_addr_to_string(const struct sockaddr *sa, socklen_t len, char *
 uint64_t util_now_us(void);
 uint64_t util_now_ms(void);
 
+/* The wall clock (CLOCK_REALTIME) in microseconds since the epoch: for
+ * times compared across processes and nodes (bans, stored-at). */
+int64_t util_wall_us(void);
+
 /* Allocation that aborts on failure (start-up code only, see above). */
 void *util_xmalloc(size_t n);
 void *util_xcalloc(size_t nmemb, size_t size);

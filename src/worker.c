@@ -16,6 +16,7 @@
 #include "conn.h"
 #include "log.h"
 #include "route.h"
+#include "tier.h"
 #include "upstream.h"
 #include "util.h"
 
@@ -177,12 +178,13 @@ worker_on_stop(evutil_socket_t fd, short what, void *arg)
 }
 
 int
-worker_init(struct worker *w, unsigned idx, struct config *cfg, struct cache *cache, int *fds,
-            size_t nfds)
+worker_init(struct worker *w, unsigned idx, struct config *cfg, const struct worker_shared *sh,
+            int *fds, size_t nfds)
 {
     memset(w, 0, sizeof(*w));
     w->idx = idx;
-    w->cache = cache;
+    w->cache = sh->cache;
+    w->inval = sh->inval;
     TAILQ_INIT(&w->conns);
     TAILQ_INIT(&w->reap);
     pthread_mutex_init(&w->mu, NULL);
@@ -199,6 +201,8 @@ worker_init(struct worker *w, unsigned idx, struct config *cfg, struct cache *ca
         abort();
     w->gen = worker_gen_new(w, cfg);
     stats_register(&w->stats);
+    if (sh->tiers != NULL && tier_shared_any(sh->tiers))
+        w->tiers = tier_thread_new(sh->tiers, w->base, &w->stats);
     w->nlisten = nfds;
     for (size_t i = 0; i < nfds; i++) {
         w->listeners[i] =
@@ -223,6 +227,7 @@ worker_main(void *arg)
     /* Past the drain: whatever is still open is cut. */
     conn_close_all(w);
     conn_reap_all(w);
+    tier_thread_free(&w->tiers); /* on its own thread, as its Redis connection wants */
     route_thread_cleanup();
     return NULL;
 }
@@ -264,6 +269,7 @@ worker_destroy(struct worker *w)
         worker_gen_retire(w);
     }
     config_unref(&w->pending_cfg);
+    tier_thread_free(&w->tiers); /* when the thread never ran */
     if (w->ev_reload != NULL)
         event_free(w->ev_reload);
     if (w->ev_stop != NULL)

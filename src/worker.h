@@ -30,6 +30,9 @@ struct conn;
 struct event;
 struct event_base;
 struct evconnlistener;
+struct inval;
+struct tier_shared;
+struct tier_thread;
 struct upstream_pool;
 
 struct worker_gen {
@@ -50,7 +53,9 @@ struct worker {
     size_t nlisten;
     struct evconnlistener **listeners;
     struct worker_gen *gen;
-    struct cache *cache; /* the memory cache, shared by all workers */
+    struct cache *cache;       /* the memory cache, shared by all workers */
+    struct tier_thread *tiers; /* this worker's view of the shared tiers */
+    struct inval *inval;       /* where invalidations go (borrowed) */
     struct stats stats;
     struct event *ev_reload;
     struct event *ev_stop;
@@ -65,13 +70,21 @@ struct worker {
     uint64_t next_conn_id;
 };
 
+/* What every worker shares, made by the main thread (all borrowed). */
+struct worker_shared {
+    struct cache *cache;
+    struct tier_shared *tiers;
+    struct inval *inval;
+};
+
 /*
  * Prepares a worker: base, events, first generation for cfg (takes a new
- * reference), listeners on the given already-bound sockets (ownership of
- * the fds passes to the worker). Returns 0 or -1 with the reason logged.
+ * reference), its view of the shared tiers, listeners on the given
+ * already-bound sockets (ownership of the fds passes to the worker).
+ * Returns 0 or -1 with the reason logged.
  */
-int worker_init(struct worker *w, unsigned idx, struct config *cfg, struct cache *cache, int *fds,
-                size_t nfds);
+int worker_init(struct worker *w, unsigned idx, struct config *cfg, const struct worker_shared *sh,
+                int *fds, size_t nfds);
 
 /* Starts the worker's thread; returns 0 or -1. */
 int worker_start(struct worker *w);
