@@ -72,7 +72,6 @@ struct evbuffer;
       "memcached tier lookups skipped: queue full or breaker open")                                \
     X(tier_memcached_stores, COUNTER, "Objects written to the memcached tier")                     \
     X(tier_memcached_too_large, COUNTER, "Objects not written to memcached: over max_object_size") \
-    X(tier_coalesced, COUNTER, "Requests that joined another request's shared-tier lookup")        \
     X(tier_banned, COUNTER, "Shared-tier objects dropped because a ban covers them")               \
     X(inval_requests, COUNTER, "Invalidations applied on this node (any source)")                  \
     X(inval_removed, COUNTER, "Memory entries removed by invalidations")                           \
