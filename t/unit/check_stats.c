@@ -108,6 +108,48 @@ START_TEST(test_prometheus_export)
 }
 END_TEST
 
+START_TEST(test_histogram_buckets_sum_and_export)
+{
+    static struct stats a, b;
+    struct stats sum;
+    memset(&a, 0, sizeof(a));
+    memset(&b, 0, sizeof(b));
+    stats_unregister_all();
+    stats_register(&a);
+    stats_register(&b);
+    stats_hist_record(&a.tier_redis_lookup, 100);     /* on the first bound: le=0.0001 */
+    stats_hist_record(&a.tier_redis_lookup, 101);     /* just over it: le=0.00025 */
+    stats_hist_record(&b.tier_redis_lookup, 2000000); /* over every bound: +Inf only */
+    stats_sum(&sum);
+    ck_assert_uint_eq(sum.tier_redis_lookup.count, 3);
+    ck_assert_uint_eq(sum.tier_redis_lookup.sum_us, 2000201);
+    ck_assert_uint_eq(sum.tier_redis_lookup.buckets[0], 1);
+    ck_assert_uint_eq(sum.tier_redis_lookup.buckets[1], 1);
+    ck_assert_uint_eq(sum.tier_redis_lookup.buckets[STATS_HIST_NBOUNDS], 1);
+    ck_assert_uint_eq(sum.tier_memcached_lookup.count, 0);
+
+    struct evbuffer *out = evbuffer_new();
+    stats_format_prometheus(out, &sum);
+    char *t = stats_test_text(out);
+    ck_assert_ptr_nonnull(strstr(t, "# TYPE tailcache_tier_redis_lookup_seconds histogram\n"));
+    ck_assert_ptr_nonnull(
+        strstr(t, "tailcache_tier_redis_lookup_seconds_bucket{le=\"0.0001\"} 1\n"));
+    ck_assert_ptr_nonnull(
+        strstr(t, "tailcache_tier_redis_lookup_seconds_bucket{le=\"0.00025\"} 2\n"));
+    ck_assert_ptr_nonnull(strstr(t, "tailcache_tier_redis_lookup_seconds_bucket{le=\"1\"} 2\n"));
+    ck_assert_ptr_nonnull(strstr(t, "tailcache_tier_redis_lookup_seconds_bucket{le=\"+Inf\"} 3\n"));
+    ck_assert_ptr_nonnull(strstr(t, "tailcache_tier_redis_lookup_seconds_count 3\n"));
+    ck_assert_ptr_nonnull(strstr(t, "tailcache_tier_redis_lookup_seconds_sum 2.000201\n"));
+    free(t);
+    stats_format_json(out, &sum);
+    t = stats_test_text(out);
+    ck_assert_ptr_nonnull(strstr(t, "\"tier_redis_lookup_seconds\":{\"count\":3,"));
+    ck_assert_ptr_nonnull(strstr(t, "\"+Inf\":3}}"));
+    free(t);
+    evbuffer_free(out);
+}
+END_TEST
+
 static Suite *
 stats_suite(void)
 {
@@ -121,6 +163,7 @@ stats_suite(void)
     tc = tcase_create("export");
     tcase_add_test(tc, test_json_export);
     tcase_add_test(tc, test_prometheus_export);
+    tcase_add_test(tc, test_histogram_buckets_sum_and_export);
     suite_add_tcase(s, tc);
     return s;
 }
