@@ -50,11 +50,11 @@ enum envelope_error {
 
 struct envelope {
     enum envelope_kind kind;
-    int status;            /* RESPONSE */
-    struct obj_meta meta;  /* freshness facts as stored (never rebased) */
-    int64_t stored_at_us;  /* wall-clock µs when the fetch that made it started */
-    uint64_t vary_id;      /* VARY */
-    const char *key;       /* the full cache key */
+    int status;           /* RESPONSE */
+    struct obj_meta meta; /* freshness facts as stored (never rebased) */
+    int64_t stored_at_us; /* wall-clock µs when the fetch that made it started */
+    uint64_t vary_id;     /* VARY */
+    const char *key;      /* the full cache key */
     size_t key_len;
     const char *head; /* RESPONSE: header lines; VARY: the names */
     size_t head_len;
