@@ -11,22 +11,29 @@
  * stored_at_us) and dropped when one matches.
  *
  * Bounded cost: the list keeps at most max_bans bans. Adding one to a full
- * list drops the oldest and raises the floor to that ban's time: an L2
- * object stored before the floor is treated as banned (a miss, never a
- * wrong hit). A check therefore costs at most max_bans matches (a regex
- * ban is a PCRE2 JIT match over the path), done only for L2 hits.
+ * list drops the oldest (by time) and raises the floor to that ban's
+ * time: an L2 object stored at or before the floor is treated as banned
+ * (a miss, never a wrong hit). A check therefore costs at most max_bans
+ * matches (a regex ban is a PCRE2 JIT match over the path), done only for
+ * L2 hits, and in practice only the bans made since the object was stored.
  *
  * What a ban matches, against a cache key (cache_key.h layout: class,
  * scheme, host, path['?'query], extra parts; a variant key adds '\x1e'
  * and the variant) and, for tags, the stored header lines:
  *   URL     class "G", the scheme, host and path['?'query] equal to the
- *           ban's key prefix (all header/cookie parts and variants);
- *   PREFIX  the path starts with arg; host equal when the ban has one;
- *   REGEX   arg (PCRE2) matches path['?'query]; host as for PREFIX;
+ *           ban's key prefix (all header/cookie parts and variants; "/a"
+ *           does not cover "/ab" nor "/a?x=1");
+ *   PREFIX  path['?'query] starts with arg; host equal when the ban has
+ *           one; any class;
+ *   REGEX   arg (PCRE2, unanchored) matches path['?'query]; host as for
+ *           PREFIX; any class. A match PCRE2 cannot decide (its
+ *           backtracking cap, no memory) counts as a match: fail safe;
  *   TAG     arg is one of the tags in a Surrogate-Key or Cache-Tag field
- *           (tags separated by spaces or commas; case-sensitive);
+ *           (field names case-insensitive; tags separated by spaces, tabs
+ *           or commas; the whole tag, case-sensitive);
  *   ROUTE   route_match() of the config the ban was made with picks the
- *           route named arg for (host, path, GET).
+ *           route named arg for (host, path without the query, GET).
+ * A key that does not follow the layout matches no ban but TAG.
  *
  * Thread safety: a ban_list may be used from any thread (one mutex);
  * struct ban values are immutable once made and refcounted.
@@ -58,12 +65,15 @@ struct ban_list;
 
 /*
  * A new ban (one reference), or NULL with a message in err[0..errlen)
- * (a regex that does not compile, an empty argument, a route name that
- * cfg does not have). arg: URL: the primary key prefix "G\nscheme\nhost\n
- * path[?query]" (as cache_key_primary() writes its first four parts);
- * PREFIX/REGEX: the path prefix / pattern; TAG: the tag; ROUTE: the route
- * name. host: PREFIX and REGEX only, NULL or "" for any host (compared
- * with the key's host, which is lower case without a default port).
+ * (a regex that does not compile, an empty argument, a URL argument that
+ * is not four parts starting with "G\n", a tag holding a separator, a
+ * route name that cfg does not have or a NULL cfg; err may be NULL).
+ * arg: URL: the primary key prefix "G\nscheme\nhost\npath[?query]" (as
+ * cache_key_primary() writes its first four parts); PREFIX/REGEX: the
+ * path prefix / pattern; TAG: the tag; ROUTE: the route name. arg is
+ * copied. host: PREFIX and REGEX only, NULL or "" for any host; lower-cased
+ * here and then compared exactly with the key's host (which is lower case
+ * without a default port, so give the port when it is not the default).
  * cfg: ROUTE only (a reference is taken). time_us: when it was made.
  */
 struct ban *ban_new(enum ban_kind kind, const char *arg, size_t arg_len, const char *host,
@@ -95,13 +105,15 @@ struct ban_list *ban_list_new(unsigned max_bans);
 void ban_list_free(struct ban_list **blp);
 
 /* Appends b (takes its own reference), dropping the oldest ban when the
- * list is full (see above). Bans may be added out of time order (from
- * other nodes); checks compare times, not positions. */
+ * list is full (see above; b itself when it is the oldest). Bans may be
+ * added out of time order (from other nodes); checks compare times, not
+ * positions. A ban at or before the floor is already covered and is not
+ * kept. */
 void ban_list_add(struct ban_list *bl, struct ban *b);
 
 /* True when an object with this key and head, stored at stored_at_us, is
- * covered by a ban made at or after stored_at_us, or stored_at_us is
- * before the floor. */
+ * covered by a ban made at or after stored_at_us, or stored_at_us is at
+ * or before the floor. */
 bool ban_list_check(struct ban_list *bl, const char *key, size_t key_len, const char *head,
                     size_t head_len, int64_t stored_at_us);
 

@@ -50,6 +50,23 @@
  * the lock; that is safe because obj.c never calls into cache.c, so the
  * only lock order is shard -> object.
  *
+ * Sweeping. cache_sweep() must not hold a shard lock for a whole shard,
+ * nor run match under it, nor allocate per entry. Per shard it walks the
+ * buckets in reverse-binary order (the order of Redis's SCAN cursor): the
+ * cursor is incremented as if its bits were reversed, so when the table
+ * doubles between two lock holds (it never shrinks), the buckets already
+ * walked are exactly those before the cursor in the new order too. The
+ * lock can therefore be released between any two buckets, and every entry
+ * linked for the whole sweep is visited exactly once whatever the growth
+ * (a linear cursor would revisit, after a doubling, what it kept). A
+ * bucket is taken whole (references to the entries key_filter accepts)
+ * into a batch of CACHE_SWEEP_BATCH slots on the stack; when the next
+ * chain does not fit, or CACHE_SWEEP_SCAN entries were looked at, the lock
+ * is released and the batch handed to match and cache_remove(expected =
+ * the entry), so an entry replaced meanwhile survives. A chain longer than
+ * the batch alone (hash flooding, a table that could not grow) gets a heap
+ * batch of its own; only if that allocation fails is it swept in part.
+ *
  * Invariants (asserted, also in release builds): a linked entry has
  * refs > 0, linked set, exactly one queue and one hash chain; a shard's
  * bytes and entries equal the sums over its queues and never go below
@@ -80,6 +97,10 @@
 
 /* Entries one call may unlink before dropping references under the lock. */
 #define CACHE_DEFER_MAX 32
+
+/* cache_sweep(): references gathered per lock hold, and entries looked at. */
+#define CACHE_SWEEP_BATCH 256
+#define CACHE_SWEEP_SCAN 4096
 
 enum cache_queue_id {
     CACHE_Q_NONE,
@@ -788,6 +809,128 @@ cache_was_evicted(struct cache *c, uint64_t hash)
     found = cache_ghost_find(&sh->ghost, cache_ghost_key(hash)) != SIZE_MAX;
     pthread_mutex_unlock(&sh->mu);
     return found;
+}
+
+/* ---- sweeping ------------------------------------------------------ */
+
+struct cache_sweep {
+    bool (*key_filter)(void *arg, const char *key, size_t len);
+    bool (*match)(void *arg, struct obj *o);
+    void *arg;
+    struct obj **batch; /* references to entries key_filter accepted */
+    size_t n;
+    size_t cap;
+    struct obj **heap; /* the batch when a chain outgrew the stack's, or NULL */
+    size_t removed;
+};
+
+static uint64_t
+cache_bit_reverse(uint64_t v)
+{
+    v = (v >> 1 & 0x5555555555555555ull) | (v & 0x5555555555555555ull) << 1;
+    v = (v >> 2 & 0x3333333333333333ull) | (v & 0x3333333333333333ull) << 2;
+    v = (v >> 4 & 0x0f0f0f0f0f0f0f0full) | (v & 0x0f0f0f0f0f0f0f0full) << 4;
+    v = (v >> 8 & 0x00ff00ff00ff00ffull) | (v & 0x00ff00ff00ff00ffull) << 8;
+    v = (v >> 16 & 0x0000ffff0000ffffull) | (v & 0x0000ffff0000ffffull) << 16;
+    return v >> 32 | v << 32;
+}
+
+/* The bucket after cursor in reverse-binary order under mask; 0 after the last. */
+static uint64_t
+cache_sweep_next(uint64_t cursor, uint64_t mask)
+{
+    /* Bits above the mask set, so the increment carries straight into it. */
+    return cache_bit_reverse(cache_bit_reverse(cursor | ~mask) + 1);
+}
+
+/* Runs match on the batch without any lock and removes what it accepts,
+ * unless the key now holds another entry; drops the batch's references. */
+static void
+cache_sweep_flush(struct cache *c, struct cache_sweep *sw)
+{
+    for (size_t i = 0; i < sw->n; i++) {
+        struct obj *o = sw->batch[i];
+        if ((sw->match == NULL || sw->match(sw->arg, o)) &&
+            cache_remove(c, o->key, o->key_len, o->hash, o))
+            sw->removed++;
+        obj_unref(&sw->batch[i]);
+    }
+    sw->n = 0;
+}
+
+/* Gives the (empty) batch room for want references. Returns 0, or -1 when
+ * memory runs out (the batch is unchanged). */
+static int
+cache_sweep_reserve(struct cache_sweep *sw, size_t want)
+{
+    struct obj **v = reallocarray(sw->heap, want, sizeof(*v));
+
+    UTIL_ASSERT(sw->n == 0);
+    if (v == NULL)
+        return -1;
+    sw->heap = v;
+    sw->batch = v;
+    sw->cap = want;
+    return 0;
+}
+
+static void
+cache_sweep_shard(struct cache *c, struct cache_shard *sh, struct cache_sweep *sw)
+{
+    uint64_t cursor = 0;
+    size_t scanned = 0;
+    bool squeeze = false; /* take what fits of a chain no batch could hold */
+
+    pthread_mutex_lock(&sh->mu);
+    for (;;) {
+        uint64_t mask = sh->nbuckets - 1;
+        struct obj *chain = sh->buckets[cursor & mask];
+        size_t len = 0;
+
+        for (const struct obj *o = chain; o != NULL; o = o->h_next)
+            len++;
+        if (!squeeze && (sw->n + len > sw->cap || scanned >= CACHE_SWEEP_SCAN)) {
+            pthread_mutex_unlock(&sh->mu);
+            if (sw->n > 0)
+                cache_sweep_flush(c, sw);
+            else if (len > sw->cap)
+                squeeze = cache_sweep_reserve(sw, len) != 0;
+            scanned = 0;
+            pthread_mutex_lock(&sh->mu);
+            continue; /* the table may have changed: look at the bucket again */
+        }
+        squeeze = false;
+        for (struct obj *o = chain; o != NULL && sw->n < sw->cap; o = o->h_next) {
+            UTIL_ASSERT(o->linked && atomic_load(&o->refs) > 0);
+            if (sw->key_filter == NULL || sw->key_filter(sw->arg, o->key, o->key_len))
+                sw->batch[sw->n++] = obj_ref(o);
+        }
+        scanned += len + 1;
+        cursor = cache_sweep_next(cursor, mask);
+        if (cursor == 0)
+            break;
+    }
+    pthread_mutex_unlock(&sh->mu);
+    cache_sweep_flush(c, sw);
+}
+
+size_t
+cache_sweep(struct cache *c, bool (*key_filter)(void *arg, const char *key, size_t len),
+            bool (*match)(void *arg, struct obj *o), void *arg)
+{
+    struct obj *stack[CACHE_SWEEP_BATCH];
+    struct cache_sweep sw = {
+        .key_filter = key_filter,
+        .match = match,
+        .arg = arg,
+        .batch = stack,
+        .cap = CACHE_SWEEP_BATCH,
+    };
+
+    for (unsigned i = 0; i < c->nshards; i++)
+        cache_sweep_shard(c, &c->shards[i], &sw);
+    free(sw.heap);
+    return sw.removed;
 }
 
 void

@@ -97,10 +97,17 @@ bool cache_was_evicted(struct cache *c, uint64_t hash);
 /*
  * Removes every linked entry that key_filter (may be NULL: all) and then
  * match (may be NULL: all) accept, shard by shard. key_filter runs under
- * the shard lock and must be cheap; match runs on a referenced entry
- * without the shard lock (it may take the object's lock). Entries linked
- * during the sweep may be missed. Returns the number removed. Costs a
- * walk of the whole index: never call it on a worker's loop.
+ * the shard lock and must be cheap (it must not call into the cache);
+ * match runs on a referenced entry without the shard lock (it may take the
+ * object's lock, and even use the cache). Every entry linked for the whole
+ * sweep is looked at exactly once; entries linked during the sweep may be
+ * missed. An entry replaced or removed after key_filter took it is left
+ * alone: the removal names the entry, not the key. Returns the number
+ * removed (each also counted in the removals statistic). Shard locks are
+ * held for bounded stretches only, but the sweep costs a walk of the whole
+ * index: never call it on a worker's loop. Only when memory runs out and
+ * one hash chain is longer than a batch (hundreds of entries) may that
+ * chain be swept in part.
  */
 size_t cache_sweep(struct cache *c, bool (*key_filter)(void *arg, const char *key, size_t len),
                    bool (*match)(void *arg, struct obj *o), void *arg);

@@ -50,11 +50,11 @@ enum envelope_error {
 
 struct envelope {
     enum envelope_kind kind;
-    int status;            /* RESPONSE */
-    struct obj_meta meta;  /* freshness facts as stored (never rebased) */
-    int64_t stored_at_us;  /* wall-clock µs when the fetch that made it started */
-    uint64_t vary_id;      /* VARY */
-    const char *key;       /* the full cache key */
+    int status;           /* RESPONSE */
+    struct obj_meta meta; /* freshness facts as stored (never rebased) */
+    int64_t stored_at_us; /* wall-clock µs when the fetch that made it started */
+    uint64_t vary_id;     /* VARY */
+    const char *key;      /* the full cache key */
     size_t key_len;
     const char *head; /* RESPONSE: header lines; VARY: the names */
     size_t head_len;
@@ -66,15 +66,26 @@ struct envelope {
     uint64_t body_len;
 };
 
-/* Bytes envelope_encode() writes for e (body_len is the sum of body_iov). */
+/*
+ * Bytes envelope_encode() writes for e (body_len is the sum of body_iov;
+ * e->body and e->body_len are ignored when encoding). Returns 0 when e
+ * cannot be encoded: an unknown kind, a status outside 0..65535, a key or
+ * head longer than UINT32_MAX, a VARY with a body, or a total that does
+ * not fit in size_t.
+ */
 size_t envelope_size(const struct envelope *e);
 
-/* Writes e to buf[0..cap); returns the bytes written, or 0 when cap is
- * smaller than envelope_size(e). */
+/* Writes e to buf[0..cap); returns the bytes written, or 0 when e cannot
+ * be encoded or cap is smaller than envelope_size(e). */
 size_t envelope_encode(const struct envelope *e, void *buf, size_t cap);
 
-/* Decodes buf[0..len) into *out, whose pointers point into buf.
- * Returns ENVELOPE_OK or a negative enum envelope_error. */
+/*
+ * Decodes buf[0..len) into *out, whose pointers point into buf (key, head
+ * and body are not NUL-terminated; empty ones point into buf too).
+ * Returns ENVELOPE_OK, or a negative enum envelope_error and *out is left
+ * untouched. A kind this release does not know, or a VARY with a body, is
+ * ENVELOPE_EMALFORMED.
+ */
 int envelope_decode(const void *buf, size_t len, struct envelope *out);
 
 #endif

@@ -1,7 +1,10 @@
 /*
  * check_cache: unit tests of the memory cache index: references, replace
  * and remove, insert-or-get, the byte budget, S3-FIFO and LRU behaviour,
- * recharging, the ghost, statistics, and a multi-threaded stress run.
+ * recharging, the ghost, statistics, sweeping (by key, by a match on the
+ * object, entries replaced meanwhile, a table growing under the sweep, a
+ * chain longer than a batch, sweeps racing other threads), and a
+ * multi-threaded stress run.
  *
  * Objects are real obj.c objects; a test that must know an object is gone
  * holds its own reference and checks the count (the index's reference is
@@ -598,6 +601,335 @@ START_TEST(test_stats)
 }
 END_TEST
 
+/* ---- cache_sweep() -------------------------------------------------- */
+
+/* What the sweep callbacks see and do. */
+struct test_sweep {
+    struct cache *c;
+    const char *prefix;    /* key_filter: keys starting with it */
+    const char *needle;    /* match: heads containing it (NULL: all) */
+    unsigned calls[4096];  /* match calls per key number */
+    unsigned filter_calls; /* key_filter calls */
+    unsigned replace_mod;  /* match: replaces keys whose number % mod == 0 (0: none) */
+    unsigned grow;         /* match: inserts this many "n" keys on its first call */
+    bool keep_odd;         /* match: says no to odd key numbers */
+    struct obj *replaced[4096];
+};
+
+static bool
+test_sweep_on_key(void *arg, const char *key, size_t len)
+{
+    struct test_sweep *t = arg;
+    size_t n = strlen(t->prefix);
+
+    t->filter_calls++;
+    return len >= n && memcmp(key, t->prefix, n) == 0;
+}
+
+static unsigned
+test_key_number(const struct obj *o)
+{
+    return (unsigned)strtoul(o->key + 1, NULL, 10);
+}
+
+/* Reads the head under the object's lock, as the contract allows. */
+static bool
+test_sweep_on_match(void *arg, struct obj *o)
+{
+    struct test_sweep *t = arg;
+    unsigned i = test_key_number(o);
+    bool hit = true;
+
+    ck_assert_uint_lt(i, 4096);
+    ck_assert_uint_ge(test_refs(o), 2); /* the sweep's own, and the index's */
+    t->calls[i]++;
+    if (t->needle != NULL) {
+        obj_lock(o);
+        hit = o->head != NULL && memmem(o->head, o->head_len, t->needle, strlen(t->needle)) != NULL;
+        obj_unlock(o);
+    }
+    if (t->replace_mod != 0 && i % t->replace_mod == 0) {
+        /* Another thread replaces the entry between gathering and removal. */
+        struct obj *n = test_obj(i, 3);
+        ck_assert_int_eq(cache_insert(t->c, n), 0);
+        t->replaced[i] = n;
+    }
+    for (; t->grow > 0; t->grow--) {
+        char key[16];
+        snprintf(key, sizeof(key), "n%06u", t->grow);
+        struct obj *n = obj_new(OBJ_KIND_RESPONSE, key, strlen(key), cache_hash(key, strlen(key)));
+        ck_assert_int_eq(cache_insert(t->c, n), 0);
+        obj_unref(&n);
+    }
+    return hit && !(t->keep_odd && i % 2 == 1);
+}
+
+/* A new object for key i whose head is text. */
+static struct obj *
+test_obj_head(unsigned i, const char *text)
+{
+    struct obj *o = test_obj(i, 0);
+    struct obj_meta meta = {0};
+
+    ck_assert_int_eq(obj_set_head(o, 200, text, strlen(text), UINT64_MAX, &meta), 0);
+    return o;
+}
+
+START_TEST(test_sweep_prefix)
+{
+    struct cache *c = test_cache(512, 4, CACHE_EVICT_S3FIFO);
+    struct test_sweep *t = calloc(1, sizeof(*t));
+    struct obj *held;
+    struct cache_stats st;
+
+    ck_assert_ptr_nonnull(t);
+    for (unsigned i = 0; i < 300; i++)
+        test_put(c, i);
+    held = cache_lookup(c, "k000150", TEST_KEY_LEN, cache_hash("k000150", TEST_KEY_LEN));
+    ck_assert_ptr_nonnull(held);
+    t->c = c;
+    t->prefix = "k0001"; /* 100..199 */
+    ck_assert_uint_eq(cache_sweep(c, test_sweep_on_key, NULL, t), 100);
+    ck_assert_uint_eq(t->filter_calls, 300); /* each entry once */
+    for (unsigned i = 0; i < 300; i++)
+        ck_assert_msg(test_get(c, i) == (i < 100 || i >= 200), "key %u", i);
+    /* The index's reference was dropped; a reader's survives. */
+    ck_assert(!held->linked);
+    ck_assert_uint_eq(test_refs(held), 1);
+    obj_unref(&held);
+    cache_get_stats(c, &st);
+    ck_assert_uint_eq(st.entries, 200);
+    ck_assert_uint_eq(st.bytes, 200 * test_unit());
+    ck_assert_uint_eq(st.removals, 100);
+    ck_assert_uint_eq(st.evictions, 0);
+    ck_assert_uint_eq(st.entries, st.inserts - st.evictions - st.removals);
+    /* Nothing left to sweep. */
+    ck_assert_uint_eq(cache_sweep(c, test_sweep_on_key, NULL, t), 0);
+    free(t);
+    cache_free(&c);
+}
+END_TEST
+
+START_TEST(test_sweep_match)
+{
+    struct cache *c = test_cache(512, 2, CACHE_EVICT_LRU);
+    struct test_sweep *t = calloc(1, sizeof(*t));
+    struct cache_stats st;
+    unsigned red = 0;
+
+    ck_assert_ptr_nonnull(t);
+    for (unsigned i = 0; i < 200; i++) {
+        struct obj *o =
+            test_obj_head(i, i % 3 == 0 ? "Surrogate-Key: red\r\n" : "Surrogate-Key: blue\r\n");
+        ck_assert_int_eq(cache_insert(c, o), 0);
+        obj_unref(&o);
+        red += i % 3 == 0 && i >= 100;
+    }
+    /* A VARY-like entry without a head: match sees it and says no. */
+    struct obj *bare = test_obj(150, 0);
+    ck_assert_int_eq(cache_insert(c, bare), 0);
+    obj_unref(&bare);
+    t->c = c;
+    t->prefix = "k0001";
+    t->needle = "red";
+    ck_assert_uint_eq(cache_sweep(c, test_sweep_on_key, test_sweep_on_match, t), red - 1);
+    for (unsigned i = 0; i < 200; i++) {
+        ck_assert_uint_eq(t->calls[i], i >= 100); /* match runs only on what the filter took */
+        ck_assert_msg(test_get(c, i) == (i < 100 || i % 3 != 0 || i == 150), "key %u", i);
+    }
+    cache_get_stats(c, &st);
+    ck_assert_uint_eq(st.removals, 1 + red - 1); /* the replaced 150, and the sweep */
+    ck_assert_uint_eq(st.entries, st.inserts - st.evictions - st.removals);
+    free(t);
+    cache_free(&c);
+}
+END_TEST
+
+/* An entry replaced after it was gathered is not removed: the removal
+ * names the entry, not the key. */
+START_TEST(test_sweep_replaced)
+{
+    struct cache *c = test_cache(512, 4, CACHE_EVICT_S3FIFO);
+    struct test_sweep *t = calloc(1, sizeof(*t));
+    struct cache_stats st;
+
+    ck_assert_ptr_nonnull(t);
+    for (unsigned i = 0; i < 100; i++)
+        test_put(c, i);
+    t->c = c;
+    t->prefix = "k";
+    t->replace_mod = 2;
+    ck_assert_uint_eq(cache_sweep(c, test_sweep_on_key, test_sweep_on_match, t), 50);
+    for (unsigned i = 0; i < 100; i++) {
+        struct obj *o = cache_lookup(c, "", 0, 0);
+        char key[16];
+        ck_assert_ptr_null(o);
+        test_key(key, sizeof(key), i);
+        o = cache_lookup(c, key, strlen(key), cache_hash(key, strlen(key)));
+        ck_assert_uint_eq(t->calls[i], 1);
+        if (i % 2 == 0) {
+            ck_assert_ptr_eq(o, t->replaced[i]);
+            ck_assert(o->linked);
+        } else {
+            ck_assert_ptr_null(o);
+        }
+        obj_unref(&o);
+        obj_unref(&t->replaced[i]);
+    }
+    cache_get_stats(c, &st);
+    ck_assert_uint_eq(st.entries, 50);
+    ck_assert_uint_eq(st.removals, 100); /* 50 replacements, 50 by the sweep */
+    free(t);
+    cache_free(&c);
+}
+END_TEST
+
+START_TEST(test_sweep_all)
+{
+    struct cache *c = test_cache(512, 8, CACHE_EVICT_S3FIFO);
+    struct cache_stats st;
+
+    ck_assert_uint_eq(cache_sweep(c, NULL, NULL, NULL), 0);
+    for (unsigned i = 0; i < 400; i++)
+        test_put(c, i);
+    cache_get_stats(c, &st);
+    ck_assert_uint_eq(st.entries, 400);
+    ck_assert_uint_eq(cache_sweep(c, NULL, NULL, NULL), 400);
+    cache_get_stats(c, &st);
+    ck_assert_uint_eq(st.entries, 0);
+    ck_assert_uint_eq(st.bytes, 0);
+    ck_assert_uint_eq(st.removals, 400);
+    ck_assert_uint_eq(st.evictions, 0);
+    ck_assert(
+        !cache_was_evicted(c, cache_hash("k000001", TEST_KEY_LEN))); /* removed, not evicted */
+    test_put(c, 1);
+    ck_assert(test_get(c, 1));
+    cache_free(&c);
+}
+END_TEST
+
+/*
+ * The table doubles while the sweep is under way (match inserts keys the
+ * filter rejects): every entry there from the start is still seen exactly
+ * once, and none of the new ones is touched. The entries match keeps are
+ * the ones a plain linear cursor would see twice.
+ */
+START_TEST(test_sweep_growth)
+{
+    struct cache *c = test_cache(8192, 1, CACHE_EVICT_S3FIFO);
+    struct test_sweep *t = calloc(1, sizeof(*t));
+    struct cache_stats st;
+
+    ck_assert_ptr_nonnull(t);
+    for (unsigned i = 0; i < 600; i++)
+        test_put(c, i);
+    t->c = c;
+    t->prefix = "k";
+    t->grow = 3000;
+    t->keep_odd = true;
+    ck_assert_uint_eq(cache_sweep(c, test_sweep_on_key, test_sweep_on_match, t), 300);
+    for (unsigned i = 0; i < 600; i++) {
+        ck_assert_msg(t->calls[i] == 1, "key %u: %u calls", i, t->calls[i]);
+        ck_assert(test_get(c, i) == (i % 2 == 1));
+    }
+    cache_get_stats(c, &st);
+    ck_assert_uint_eq(st.entries, 3300);
+    ck_assert_uint_eq(st.removals, 300);
+    free(t);
+    cache_free(&c);
+}
+END_TEST
+
+/* One chain longer than a batch (every key given the same hash): it gets
+ * a batch of its own and is swept whole. */
+START_TEST(test_sweep_long_chain)
+{
+    struct cache *c = test_cache(2048, 1, CACHE_EVICT_S3FIFO);
+    struct test_sweep *t = calloc(1, sizeof(*t));
+    struct cache_stats st;
+
+    ck_assert_ptr_nonnull(t);
+    for (unsigned i = 0; i < 1000; i++) {
+        char key[16];
+        test_key(key, sizeof(key), i);
+        struct obj *o = obj_new(OBJ_KIND_RESPONSE, key, strlen(key), 42);
+        ck_assert_int_eq(cache_insert(c, o), 0);
+        obj_unref(&o);
+    }
+    t->c = c;
+    t->prefix = "k";
+    ck_assert_uint_eq(cache_sweep(c, test_sweep_on_key, test_sweep_on_match, t), 1000);
+    for (unsigned i = 0; i < 1000; i++)
+        ck_assert_uint_eq(t->calls[i], 1);
+    cache_get_stats(c, &st);
+    ck_assert_uint_eq(st.entries, 0);
+    free(t);
+    cache_free(&c);
+}
+END_TEST
+
+/* Sweeps racing inserts, lookups and removes on other threads: the
+ * invariants hold (cache_free verifies them) and nothing leaks. */
+struct test_sweep_race {
+    struct cache *c;
+    atomic_bool *stop;
+    unsigned seed;
+};
+
+static void *
+test_sweep_racer(void *arg)
+{
+    struct test_sweep_race *r = arg;
+    uint64_t x = 0x9e3779b97f4a7c15ull * (r->seed + 1);
+
+    while (!atomic_load(r->stop)) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        unsigned k = (unsigned)(x % 500);
+        if (x >> 60 < 8) {
+            test_put(r->c, k);
+        } else if (x >> 60 < 14) {
+            test_get(r->c, k);
+        } else {
+            char key[16];
+            test_key(key, sizeof(key), k);
+            cache_remove(r->c, key, strlen(key), cache_hash(key, strlen(key)), NULL);
+        }
+    }
+    return NULL;
+}
+
+START_TEST(test_sweep_race)
+{
+    struct cache *c = test_cache(128, 4, CACHE_EVICT_S3FIFO);
+    struct test_sweep *t = calloc(1, sizeof(*t));
+    atomic_bool stop = false;
+    struct test_sweep_race r[2];
+    pthread_t tid[2];
+    struct cache_stats st;
+    size_t removed = 0;
+
+    ck_assert_ptr_nonnull(t);
+    t->c = c;
+    t->prefix = "k0002";
+    for (unsigned i = 0; i < 2; i++) {
+        r[i] = (struct test_sweep_race){.c = c, .stop = &stop, .seed = i};
+        ck_assert_int_eq(pthread_create(&tid[i], NULL, test_sweep_racer, &r[i]), 0);
+    }
+    for (unsigned n = 0; n < 200; n++)
+        removed += cache_sweep(c, n % 2 ? test_sweep_on_key : NULL, NULL, t);
+    atomic_store(&stop, true);
+    for (unsigned i = 0; i < 2; i++)
+        ck_assert_int_eq(pthread_join(tid[i], NULL), 0);
+    cache_get_stats(c, &st);
+    ck_assert_uint_le(removed, st.removals);
+    ck_assert_uint_eq(st.entries, st.inserts - st.evictions - st.removals);
+    free(t);
+    cache_free(&c);
+}
+END_TEST
+
 /*
  * The stress run: TEST_THREADS threads do random lookups, inserts,
  * insert-or-gets, removes and recharges over a small key space on a small
@@ -725,6 +1057,13 @@ cache_suite(void)
         {"was_evicted", test_was_evicted},
         {"ghost_bounded", test_ghost_bounded},
         {"stats", test_stats},
+        {"sweep_prefix", test_sweep_prefix},
+        {"sweep_match", test_sweep_match},
+        {"sweep_replaced", test_sweep_replaced},
+        {"sweep_all", test_sweep_all},
+        {"sweep_growth", test_sweep_growth},
+        {"sweep_long_chain", test_sweep_long_chain},
+        {"sweep_race", test_sweep_race},
     };
     TCase *tc;
 
