@@ -458,6 +458,20 @@ ban_time(const struct ban *b)
     return b->time_us;
 }
 
+const char *
+ban_arg(const struct ban *b, size_t *len)
+{
+    *len = b->arg_len;
+    return b->arg;
+}
+
+const char *
+ban_host(const struct ban *b, size_t *len)
+{
+    *len = b->host != NULL ? b->host_len : 0;
+    return b->host != NULL ? b->host : "";
+}
+
 bool
 ban_key_only(const struct ban *b)
 {
