@@ -72,6 +72,25 @@ struct config_cache_key {
     size_t ncookies;
 };
 
+/* The cache layers a route looks up, in order. */
+enum config_tier {
+    CONFIG_TIER_MEMORY,
+    CONFIG_TIER_REDIS,
+    CONFIG_TIER_MEMCACHED,
+};
+#define CONFIG_TIERS_MAX 3
+
+/* A rule applied when a matching write succeeds (routes[].cache.invalidate). */
+struct config_inval_rule {
+    int line;
+    uint32_t methods;           /* bit (1u << enum http_method); 0 = PUT, PATCH, POST, DELETE */
+    struct rule_pattern *match; /* the request path pattern (rule.h) */
+    char **purge;               /* path templates purged (same host and scheme) */
+    size_t npurge;
+    char **tags; /* tag templates purged */
+    size_t ntags;
+};
+
 /*
  * A route's cache settings (routes[].cache). Durations in whole seconds
  * (milliseconds in the file are rounded down), 0..1 year. Header names are
@@ -96,25 +115,6 @@ struct config_route_cache {
     size_t ntiers;
     struct config_inval_rule *rules;
     size_t nrules;
-};
-
-/* The cache layers a route looks up, in order. */
-enum config_tier {
-    CONFIG_TIER_MEMORY,
-    CONFIG_TIER_REDIS,
-    CONFIG_TIER_MEMCACHED,
-};
-#define CONFIG_TIERS_MAX 3
-
-/* A rule applied when a matching write succeeds (routes[].cache.invalidate). */
-struct config_inval_rule {
-    int line;
-    uint32_t methods;           /* bit (1u << enum http_method); 0 = PUT, PATCH, POST, DELETE */
-    struct rule_pattern *match; /* the request path pattern (rule.h) */
-    char **purge;               /* path templates purged (same host and scheme) */
-    size_t npurge;
-    char **tags; /* tag templates purged */
-    size_t ntags;
 };
 
 enum config_eviction {
@@ -144,7 +144,7 @@ struct config_redis {
     unsigned db;    /* 0: no SELECT */
     char *prefix;   /* prepended to every key; default "tc:" */
     unsigned connect_timeout_ms;
-    unsigned timeout_ms; /* a lookup or write waits at most this */
+    unsigned timeout_ms;                     /* a lookup or write waits at most this */
     unsigned backoff_min_ms, backoff_max_ms; /* reconnect delays */
     size_t max_object_size;                  /* larger objects skip the tier */
     unsigned breaker_failures;               /* consecutive failures that open the breaker */
@@ -159,8 +159,8 @@ struct config_memcached {
     char *prefix; /* default "tc:" */
     unsigned connect_timeout_ms;
     unsigned timeout_ms;
-    unsigned threads; /* blocking client threads */
-    unsigned queue;   /* operations waiting at most */
+    unsigned threads;  /* blocking client threads */
+    unsigned queue;    /* operations waiting at most */
     unsigned retry_ms; /* a failed server is skipped this long */
     size_t max_object_size;
     unsigned breaker_failures;
@@ -177,9 +177,9 @@ struct config_cidr {
 
 /* invalidation: the PURGE method, bans and the broadcast channel. */
 struct config_invalidation {
-    char *channel;  /* Redis pub/sub channel; default "tailcache:invalidate" */
-    bool broadcast; /* publish and subscribe (needs cache.redis); default true */
-    char *node_id;  /* default "<hostname>:<pid>" */
+    char *channel;                   /* Redis pub/sub channel; default "tailcache:invalidate" */
+    bool broadcast;                  /* publish and subscribe (needs cache.redis); default true */
+    char *node_id;                   /* default "<hostname>:<pid>" */
     struct config_cidr *purge_allow; /* PURGE accepted from these; default loopback */
     size_t npurge_allow;
     char *purge_token; /* or with "X-Purge-Token: <token>"; NULL: none */
