@@ -13,17 +13,22 @@
  * Loading is: libyaml builds the document tree (a syntax error stops here,
  * with libyaml's message and line); one pass walks the tree against the
  * tables, converting and checking every value and collecting errors
- * instead of stopping; a last pass checks what spans the file (routes name
- * upstreams defined anywhere, duplicate names, address clashes, a header
- * both in a cache key and stripped). Errors are sorted by line and
- * returned together, each as "file:line: key.path: what is wrong", with
- * 1-based lines and 0-based list indexes (routes[0] is the first route).
+ * instead of stopping (an invalidation rule's templates are checked
+ * against its match as soon as the rule is read); values that follow from
+ * others are settled (a shared tier is on when it has servers; a route
+ * without tiers gets memory and every shared tier that is on); a last pass
+ * checks what spans the file (routes name upstreams defined anywhere,
+ * duplicate names, address clashes, a header both in a cache key and
+ * stripped, a route's tiers against the shared tiers configured, Redis's
+ * backoff bounds). Errors are sorted by line and returned together, each
+ * as "file:line: key.path: what is wrong", with 1-based lines and 0-based
+ * list indexes (routes[0] is the first route).
  *
- * Ownership: struct config owns every string, array and compiled regex in
- * it; config_unref() of the last reference frees them all. Loading runs on
- * the main thread (it resolves names with blocking getaddrinfo and aborts
- * on out-of-memory, as start-up code may); the loaded config is read-only
- * and may be shared by every thread.
+ * Ownership: struct config owns every string, array, compiled regex and
+ * compiled rule pattern in it; config_unref() of the last reference frees
+ * them all. Loading runs on the main thread (it resolves names with
+ * blocking getaddrinfo and aborts on out-of-memory, as start-up code may);
+ * the loaded config is read-only and may be shared by every thread.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -40,6 +45,7 @@
 
 #include "config.h"
 #include "config_schema.h"
+#include "rule.h"
 #include "util.h"
 
 /* Longest key path in a message, e.g. "upstreams.NAME.servers[3]". */
@@ -269,6 +275,20 @@ config_map_get(struct config_loader *ld, const yaml_node_t *map, const char *key
     return NULL;
 }
 
+/* Item i of a list row given as node (a sequence, or one scalar as item
+ * 0), and its key path in buf. */
+static yaml_node_t *
+config_list_item(struct config_loader *ld, yaml_node_t *node, size_t i, const char *path, char *buf,
+                 size_t len)
+{
+    if (node->type != YAML_SEQUENCE_NODE) {
+        snprintf(buf, len, "%s", path);
+        return node;
+    }
+    config_path_index(buf, len, path, i);
+    return config_node(ld, node->data.sequence.items.start[i]);
+}
+
 /*
  * True when s is digits and one of the units (a NULL-terminated list that
  * may include ""): when such a value fails to parse, it is a number too big
@@ -337,6 +357,17 @@ config_valid_name(const char *s)
            strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") == len;
 }
 
+/* Visible ASCII only: no space, no control byte, nothing past 0x7e. */
+static bool
+config_visible(const char *s)
+{
+    for (; *s != '\0'; s++) {
+        if ((unsigned char)*s <= 0x20 || (unsigned char)*s >= 0x7f)
+            return false;
+    }
+    return true;
+}
+
 static void
 config_addr_clear(struct config_addr *a)
 {
@@ -359,6 +390,92 @@ config_addr_parse(struct config_loader *ld, struct config_addr *a, const char *t
     }
     a->text = util_xstrdup(text);
     return 0;
+}
+
+static void
+config_cidr_clear(struct config_cidr *c)
+{
+    free(c->text);
+    memset(c, 0, sizeof(*c));
+}
+
+/*
+ * Fills c (cleared first) from "ADDRESS/BITS" or a bare ADDRESS (all its
+ * bits), IPv4 or IPv6. A block with bits set past its length is refused
+ * rather than masked: "10.0.0.1/8" is more likely a typo than a wish.
+ * Returns -1 after reporting.
+ */
+static int
+config_cidr_parse(struct config_loader *ld, struct config_cidr *c, const char *text, int line,
+                  const char *path)
+{
+    char host[INET6_ADDRSTRLEN + 1], net[INET6_ADDRSTRLEN];
+    const char *slash = strchr(text, '/');
+    size_t hlen = slash != NULL ? (size_t)(slash - text) : strlen(text);
+    unsigned max, bytes;
+    uint64_t bits;
+    bool extra = false;
+
+    config_cidr_clear(c);
+    if (hlen == 0 || hlen >= sizeof(host))
+        goto bad;
+    memcpy(host, text, hlen);
+    host[hlen] = '\0';
+    if (inet_pton(AF_INET, host, c->addr) == 1) {
+        c->family = AF_INET;
+        max = 32;
+    } else if (inet_pton(AF_INET6, host, c->addr) == 1) {
+        c->family = AF_INET6;
+        max = 128;
+    } else {
+        goto bad;
+    }
+    bits = max;
+    if (slash != NULL && (util_parse_uint(slash + 1, &bits) < 0 || bits > max)) {
+        config_error(ld, line, path, "invalid prefix length in \"%s\" (0 to %u for %s)", text, max,
+                     max == 32 ? "IPv4" : "IPv6");
+        goto fail;
+    }
+    bytes = max / 8;
+    for (unsigned i = 0; i < bytes; i++) {
+        unsigned keep = bits >= 8 * (i + 1) ? 8 : bits > 8 * i ? (unsigned)bits - 8 * i : 0;
+        unsigned char mask = (unsigned char)(0xffu << (8 - keep));
+        if ((c->addr[i] & (unsigned char)~mask) != 0)
+            extra = true;
+        c->addr[i] &= mask;
+    }
+    if (extra) {
+        inet_ntop(c->family, c->addr, net, sizeof(net));
+        config_error(ld, line, path,
+                     "\"%s\" has bits set past its prefix length (the block is %s/%u)", text, net,
+                     (unsigned)bits);
+        goto fail;
+    }
+    c->prefix_len = (unsigned)bits;
+    c->text = util_xstrdup(text);
+    return 0;
+
+bad:
+    config_error(ld, line, path,
+                 "invalid address block \"%s\" (expected ADDRESS or ADDRESS/BITS, like "
+                 "10.0.0.0/8 or ::1)",
+                 text);
+fail:
+    memset(c, 0, sizeof(*c));
+    return -1;
+}
+
+/* "<hostname>:<pid>", a new string. */
+static char *
+config_node_id_auto(void)
+{
+    char host[256], id[300];
+
+    if (gethostname(host, sizeof(host)) < 0 || host[0] == '\0')
+        snprintf(host, sizeof(host), "localhost");
+    host[sizeof(host) - 1] = '\0';
+    snprintf(id, sizeof(id), "%s:%ld", host, (long)getpid());
+    return util_xstrdup(id);
 }
 
 /*
@@ -530,6 +647,28 @@ config_set_scalar(struct config_loader *ld, const struct config_key *k, void *ba
             return;
         }
         goto string;
+    case CONFIG_T_NODE_ID:
+        if (strcmp(text, "auto") == 0) {
+            free(*CONFIG_AT(base, k->off, char *));
+            *CONFIG_AT(base, k->off, char *) = config_node_id_auto();
+            return;
+        }
+        /* FALLTHROUGH */
+    case CONFIG_T_WORD:
+        if (strlen(text) < k->min || strlen(text) > k->max || !config_visible(text)) {
+            if (k->flags & CONFIG_F_SECRET)
+                config_error(ld, line, path,
+                             "must be %llu to %llu visible ASCII characters (no spaces or "
+                             "control characters)",
+                             (unsigned long long)k->min, (unsigned long long)k->max);
+            else
+                config_error(ld, line, path,
+                             "must be %llu to %llu visible ASCII characters (no spaces or "
+                             "control characters), got \"%s\"",
+                             (unsigned long long)k->min, (unsigned long long)k->max, text);
+            return;
+        }
+        goto string;
     case CONFIG_T_STRING:
         if (text[0] == '\0') {
             config_error(ld, line, path, "must not be empty");
@@ -578,6 +717,18 @@ config_set_scalar(struct config_loader *ld, const struct config_key *k, void *ba
         r->path_kind = k->path_kind;
         return;
     }
+    case CONFIG_T_RULE_PATTERN: {
+        char msg[256];
+        struct rule_pattern **pp = CONFIG_AT(base, k->off, struct rule_pattern *);
+        struct rule_pattern *rp = rule_compile(text, msg, sizeof(msg));
+        if (rp == NULL) {
+            config_error(ld, line, path, "invalid pattern \"%s\": %s", text, msg);
+            return;
+        }
+        rule_free(pp);
+        *pp = rp;
+        return;
+    }
     case CONFIG_T_UPSTREAM_REF:
         /* Resolved by config_check_refs() once every upstream is known. */
         return;
@@ -613,15 +764,58 @@ config_set_item(struct config_loader *ld, const struct config_key *k, void *base
         }
         return;
     }
+    case CONFIG_T_CIDR_LIST: {
+        struct config_cidr *c = *CONFIG_AT(base, k->off, struct config_cidr *);
+        if (config_cidr_parse(ld, &c[i], text, line, path) < 0)
+            return;
+        for (size_t j = 0; j < i; j++) {
+            if (c[j].family == c[i].family && c[j].prefix_len == c[i].prefix_len &&
+                memcmp(c[j].addr, c[i].addr, sizeof(c[i].addr)) == 0) {
+                config_error(ld, line, path, "duplicate address block \"%s\"", text);
+                return;
+            }
+        }
+        return;
+    }
+    case CONFIG_T_TIERS: {
+        /* Appended, not stored at i: the array holds CONFIG_TIERS_MAX, and
+         * only distinct known names get in. */
+        enum config_tier *t = CONFIG_AT(base, k->off, enum config_tier);
+        size_t *nt = CONFIG_AT(base, k->off_n, size_t);
+        char known[64];
+        unsigned m;
+        for (m = 0; k->names[m] != NULL && strcmp(k->names[m], text) != 0; m++)
+            ;
+        if (k->names[m] == NULL) {
+            config_error(ld, line, path, "unknown tier \"%s\" (known: %s)", text,
+                         config_schema_join(k->names, ", ", ", ", known, sizeof(known)));
+            return;
+        }
+        for (size_t j = 0; j < *nt; j++) {
+            if (t[j] == (enum config_tier)m) {
+                config_error(ld, line, path, "duplicate tier \"%s\"", text);
+                return;
+            }
+        }
+        UTIL_ASSERT(*nt < CONFIG_TIERS_MAX);
+        t[(*nt)++] = (enum config_tier)m;
+        return;
+    }
     case CONFIG_T_HOSTS:
         (*CONFIG_AT(base, k->off, char **))[i] = config_host_pattern(ld, text, line, path);
         return;
     case CONFIG_T_METHODS:
         for (size_t m = 0; config_schema_methods[m].name != NULL; m++) {
-            if (strcmp(text, config_schema_methods[m].name) == 0) {
-                *CONFIG_AT(base, k->off, uint32_t) |= 1u << config_schema_methods[m].method;
+            enum http_method hm = config_schema_methods[m].method;
+            if (strcmp(text, config_schema_methods[m].name) != 0)
+                continue;
+            if ((k->flags & CONFIG_F_WRITES) && (hm == HTTP_M_GET || hm == HTTP_M_HEAD ||
+                                                 hm == HTTP_M_OPTIONS || hm == HTTP_M_TRACE)) {
+                config_error(ld, line, path, "%s is a safe method: rules apply to writes", text);
                 return;
             }
+            *CONFIG_AT(base, k->off, uint32_t) |= 1u << hm;
+            return;
         }
         config_error(ld, line, path,
                      "unknown method \"%s\" (known: GET HEAD POST PUT DELETE PATCH OPTIONS "
@@ -678,6 +872,38 @@ config_set_item(struct config_loader *ld, const struct config_key *k, void *base
         v[i] = util_xstrdup(text);
         return;
     }
+    case CONFIG_T_PATH_TEMPLATES:
+    case CONFIG_T_TAG_TEMPLATES: {
+        /* Only the form here: the captures named are checked against the
+         * rule's match once the whole rule is read (config_check_rule). */
+        char **v = *CONFIG_AT(base, k->off, char **);
+        if (k->type == CONFIG_T_PATH_TEMPLATES && text[0] != '/') {
+            config_error(ld, line, path, "must start with \"/\", got \"%s\"", text);
+            return;
+        }
+        if (k->type == CONFIG_T_PATH_TEMPLATES && (!config_visible(text) || strchr(text, '#'))) {
+            config_error(ld, line, path,
+                         "invalid path template \"%s\" (visible ASCII characters other than "
+                         "\"#\")",
+                         text);
+            return;
+        }
+        if (k->type == CONFIG_T_TAG_TEMPLATES && (!config_visible(text) || strchr(text, ','))) {
+            config_error(ld, line, path,
+                         "invalid tag template \"%s\" (visible ASCII characters other than "
+                         "\",\")",
+                         text);
+            return;
+        }
+        for (size_t j = 0; j < i; j++) {
+            if (v[j] != NULL && strcmp(v[j], text) == 0) {
+                config_error(ld, line, path, "duplicate template \"%s\"", text);
+                return;
+            }
+        }
+        v[i] = util_xstrdup(text);
+        return;
+    }
     default:
         UTIL_ASSERT(!"not a list type");
     }
@@ -698,10 +924,25 @@ config_list_reset(const struct config_key *k, void *base, size_t n)
         *na = n;
         return;
     }
+    case CONFIG_T_CIDR_LIST: {
+        struct config_cidr **c = CONFIG_AT(base, k->off, struct config_cidr *);
+        size_t *nc = CONFIG_AT(base, k->off_n, size_t);
+        for (size_t i = 0; i < *nc; i++)
+            config_cidr_clear(&(*c)[i]);
+        free(*c);
+        *c = n > 0 ? util_xcalloc(n, sizeof(**c)) : NULL;
+        *nc = n;
+        return;
+    }
+    case CONFIG_T_TIERS:
+        *CONFIG_AT(base, k->off_n, size_t) = 0; /* items are appended */
+        return;
     case CONFIG_T_HOSTS:
     case CONFIG_T_HEADER_NAMES:
     case CONFIG_T_COOKIE_NAMES:
-    case CONFIG_T_QUERY_NAMES: {
+    case CONFIG_T_QUERY_NAMES:
+    case CONFIG_T_PATH_TEMPLATES:
+    case CONFIG_T_TAG_TEMPLATES: {
         char ***v = CONFIG_AT(base, k->off, char **);
         size_t *nv = CONFIG_AT(base, k->off_n, size_t);
         for (size_t i = 0; i < *nv; i++)
@@ -774,6 +1015,11 @@ config_set_list(struct config_loader *ld, const struct config_key *k, void *base
         return;
     }
     n = (size_t)(node->data.sequence.items.top - node->data.sequence.items.start);
+    /* Too many items is reported, and the items are still read: what
+     * depends on the list (a tier being configured) is not reported too. */
+    if (k->max_items != 0 && n > k->max_items)
+        config_error(ld, config_line(node), path, "must list at most %zu items, got %zu",
+                     k->max_items, n);
     config_list_reset(k, base, n);
     if (n == 0 && !(k->flags & CONFIG_F_EMPTY))
         config_error(ld, config_line(node), path, "must not be an empty list");
@@ -864,6 +1110,66 @@ config_walk_routes(struct config_loader *ld, const struct config_key *k, yaml_no
     }
 }
 
+/*
+ * What a rule's keys only say together: it purges something, and its
+ * templates name captures of its match. Reported on the template items.
+ */
+static void
+config_check_rule(struct config_loader *ld, const struct config_inval_rule *r, yaml_node_t *item,
+                  const char *path)
+{
+    static const char *const lists[] = {"purge", "tags"};
+    char lpath[CONFIG_PATH_MAX + 8], ipath[CONFIG_PATH_MAX + 32], msg[256];
+
+    if (item == NULL || item->type != YAML_MAPPING_NODE)
+        return; /* reported by the walk */
+    if (r->npurge == 0 && r->ntags == 0)
+        config_error(ld, config_line(item), path, "needs purge or tags (or both)");
+    if (r->match == NULL)
+        return;
+    for (size_t l = 0; l < 2; l++) {
+        char *const *v = l == 0 ? r->purge : r->tags;
+        size_t n = l == 0 ? r->npurge : r->ntags;
+        yaml_node_t *node = config_map_get(ld, item, lists[l]);
+        config_path_key(lpath, sizeof(lpath), path, lists[l]);
+        for (size_t i = 0; i < n && node != NULL; i++) {
+            yaml_node_t *it = config_list_item(ld, node, i, lpath, ipath, sizeof(ipath));
+            if (v[i] != NULL && rule_check_template(r->match, v[i], msg, sizeof(msg)) < 0)
+                config_error(ld, config_line(it), ipath, "invalid template \"%s\": %s", v[i], msg);
+        }
+    }
+}
+
+/* A list of rules, each a mapping walked against row->sub. */
+static void
+config_walk_rules(struct config_loader *ld, const struct config_key *k, void *base,
+                  yaml_node_t *node, const char *path)
+{
+    struct config_inval_rule **rules = CONFIG_AT(base, k->off, struct config_inval_rule *);
+    size_t *nrules = CONFIG_AT(base, k->off_n, size_t);
+    char buf[CONFIG_QUOTE_MAX + 8], rpath[CONFIG_PATH_MAX];
+    size_t n;
+
+    UTIL_ASSERT(*rules == NULL && *nrules == 0); /* walked once, only from a file */
+    if (node->type != YAML_SEQUENCE_NODE) {
+        config_error(ld, config_line(node), path, "expected a list of rules, got %s",
+                     config_describe(node, buf, sizeof(buf)));
+        return;
+    }
+    n = (size_t)(node->data.sequence.items.top - node->data.sequence.items.start);
+    if (n == 0)
+        return;
+    *rules = util_xcalloc(n, sizeof(**rules));
+    *nrules = n;
+    for (size_t i = 0; i < n; i++) {
+        yaml_node_t *item = config_node(ld, node->data.sequence.items.start[i]);
+        config_path_index(rpath, sizeof(rpath), path, i);
+        (*rules)[i].line = config_line(item);
+        config_walk_map(ld, k->sub, &(*rules)[i], item, config_line(item), rpath);
+        config_check_rule(ld, &(*rules)[i], item, rpath);
+    }
+}
+
 /* Sets one row from its node, or from its default when node is NULL. */
 static void
 config_set(struct config_loader *ld, const struct config_key *k, void *base, yaml_node_t *node,
@@ -882,6 +1188,9 @@ config_set(struct config_loader *ld, const struct config_key *k, void *base, yam
     case CONFIG_T_ROUTES:
         config_walk_routes(ld, k, node, path);
         return;
+    case CONFIG_T_RULES:
+        config_walk_rules(ld, k, base, node, path);
+        return;
     case CONFIG_T_ADDR_LIST:
     case CONFIG_T_HOSTS:
     case CONFIG_T_METHODS:
@@ -889,6 +1198,10 @@ config_set(struct config_loader *ld, const struct config_key *k, void *base, yam
     case CONFIG_T_HEADER_NAMES:
     case CONFIG_T_COOKIE_NAMES:
     case CONFIG_T_QUERY_NAMES:
+    case CONFIG_T_CIDR_LIST:
+    case CONFIG_T_TIERS:
+    case CONFIG_T_PATH_TEMPLATES:
+    case CONFIG_T_TAG_TEMPLATES:
         if (node == NULL)
             config_set_default_list(ld, k, base, path);
         else
@@ -1002,20 +1315,6 @@ config_walk_map(struct config_loader *ld, const struct config_key *keys, void *b
 /* ------------------------------------------------------------------------ */
 /* Checks spanning the file, after the walk                                  */
 
-/* Item i of a list row given as node (a sequence, or one scalar as item
- * 0), and its key path in buf. */
-static yaml_node_t *
-config_list_item(struct config_loader *ld, yaml_node_t *node, size_t i, const char *path, char *buf,
-                 size_t len)
-{
-    if (node->type != YAML_SEQUENCE_NODE) {
-        snprintf(buf, len, "%s", path);
-        return node;
-    }
-    config_path_index(buf, len, path, i);
-    return config_node(ld, node->data.sequence.items.start[i]);
-}
-
 /*
  * A header in a route's cache key is passed upstream: stripping it would
  * key responses on a value the origin never saw. Listing it in both is
@@ -1057,6 +1356,87 @@ config_check_cache_headers(struct config_loader *ld, size_t ri)
     }
 }
 
+static bool
+config_tier_enabled(const struct config *cfg, enum config_tier t)
+{
+    return t == CONFIG_TIER_MEMORY || (t == CONFIG_TIER_REDIS && cfg->redis.enabled) ||
+           (t == CONFIG_TIER_MEMCACHED && cfg->memcached.enabled);
+}
+
+/*
+ * A route's tiers as listed: memory first, and only shared tiers that are
+ * configured. The list was walked already (unknown names and duplicates
+ * reported there); this looks at its items again for their lines.
+ */
+static void
+config_check_tiers(struct config_loader *ld, size_t ri)
+{
+    static const char *const needs[] = {
+        [CONFIG_TIER_MEMORY] = "",
+        [CONFIG_TIER_REDIS] = "cache.redis.address",
+        [CONFIG_TIER_MEMCACHED] = "cache.memcached.servers",
+    };
+    yaml_node_t *cache = config_map_get(ld, ld->route_nodes[ri], "cache");
+    yaml_node_t *node = config_map_get(ld, cache, "tiers");
+    char path[CONFIG_PATH_MAX], ipath[CONFIG_PATH_MAX + 24];
+    unsigned seen = 0, pos = 0;
+    size_t n;
+
+    if (node == NULL || config_is_null(node) || node->type == YAML_MAPPING_NODE)
+        return;
+    snprintf(path, sizeof(path), "routes[%zu].cache.tiers", ri);
+    n = node->type == YAML_SEQUENCE_NODE
+            ? (size_t)(node->data.sequence.items.top - node->data.sequence.items.start)
+            : 1;
+    for (size_t i = 0; i < n; i++) {
+        yaml_node_t *it = config_list_item(ld, node, i, path, ipath, sizeof(ipath));
+        unsigned t;
+
+        if (it == NULL || it->type != YAML_SCALAR_NODE)
+            continue;
+        for (t = 0; config_schema_tiers[t] != NULL; t++) {
+            if (strcmp(config_schema_tiers[t], (const char *)it->data.scalar.value) == 0)
+                break;
+        }
+        if (config_schema_tiers[t] == NULL || (seen & (1u << t)))
+            continue; /* unknown or repeated: reported by the walk */
+        seen |= 1u << t;
+        if (t == CONFIG_TIER_MEMORY && pos != 0)
+            config_error(ld, config_line(it), path, "memory must come first");
+        else if (!config_tier_enabled(ld->cfg, (enum config_tier)t))
+            config_error(ld, config_line(it), path, "%s is not configured (%s)",
+                         config_schema_tiers[t], needs[t]);
+        pos++;
+    }
+    if (pos > 0 && !(seen & (1u << CONFIG_TIER_MEMORY)))
+        config_error(ld, config_line(node), path, "memory is required, and comes first");
+}
+
+/* cache.redis.backoff_max >= backoff_min, reported where the file sets one. */
+static void
+config_check_backoff(struct config_loader *ld, yaml_node_t *root)
+{
+    const struct config_redis *r = &ld->cfg->redis;
+    const struct config_key dur = {.type = CONFIG_T_DURATION};
+    yaml_node_t *redis = config_map_get(ld, config_map_get(ld, root, "cache"), "redis");
+    yaml_node_t *max = config_map_get(ld, redis, "backoff_max");
+    yaml_node_t *min = config_map_get(ld, redis, "backoff_min");
+    char other[32], got[32];
+
+    if (r->backoff_max_ms >= r->backoff_min_ms)
+        return;
+    if (max != NULL)
+        config_error(ld, config_line(max), "cache.redis.backoff_max",
+                     "must not be less than backoff_min (%s), got %s",
+                     config_schema_fmt(&dur, r->backoff_min_ms, other, sizeof(other)),
+                     config_schema_fmt(&dur, r->backoff_max_ms, got, sizeof(got)));
+    else
+        config_error(ld, config_line(min), "cache.redis.backoff_min",
+                     "must not be more than backoff_max (%s), got %s",
+                     config_schema_fmt(&dur, r->backoff_max_ms, other, sizeof(other)),
+                     config_schema_fmt(&dur, r->backoff_min_ms, got, sizeof(got)));
+}
+
 static void
 config_check_refs(struct config_loader *ld, yaml_node_t *root)
 {
@@ -1091,7 +1471,9 @@ config_check_refs(struct config_loader *ld, yaml_node_t *root)
             }
         }
         config_check_cache_headers(ld, i);
+        config_check_tiers(ld, i);
     }
+    config_check_backoff(ld, root);
 
     admin = config_map_get(ld, config_map_get(ld, root, "admin"), "listen");
     for (size_t i = 0; cfg->admin.len != 0 && i < cfg->nlisten; i++) {
@@ -1101,6 +1483,30 @@ config_check_refs(struct config_loader *ld, yaml_node_t *root)
                          "same address as the traffic listener \"%s\"", l->text);
             break;
         }
+    }
+}
+
+/*
+ * Values that follow from others once every key is read, in a file or in
+ * quick mode: the shared tiers are on when they have servers, and a route
+ * without tiers gets memory and every configured shared tier.
+ */
+static void
+config_settle(struct config_loader *ld)
+{
+    struct config *cfg = ld->cfg;
+
+    cfg->redis.enabled = cfg->redis.addr.len != 0;
+    cfg->memcached.enabled = cfg->memcached.nservers != 0;
+    for (size_t i = 0; i < cfg->nroutes; i++) {
+        struct config_route_cache *c = &cfg->routes[i].cache;
+        if (c->ntiers != 0)
+            continue;
+        c->tiers[c->ntiers++] = CONFIG_TIER_MEMORY;
+        if (cfg->redis.enabled)
+            c->tiers[c->ntiers++] = CONFIG_TIER_REDIS;
+        if (cfg->memcached.enabled)
+            c->tiers[c->ntiers++] = CONFIG_TIER_MEMCACHED;
     }
 }
 
@@ -1128,6 +1534,19 @@ config_free(struct config *cfg)
     config_addr_clear(&cfg->admin);
     free(cfg->error_log);
     free(cfg->access_log);
+    config_addr_clear(&cfg->redis.addr);
+    free(cfg->redis.password);
+    free(cfg->redis.prefix);
+    for (size_t i = 0; i < cfg->memcached.nservers; i++)
+        config_addr_clear(&cfg->memcached.servers[i]);
+    free(cfg->memcached.servers);
+    free(cfg->memcached.prefix);
+    free(cfg->invalidation.channel);
+    free(cfg->invalidation.node_id);
+    for (size_t i = 0; i < cfg->invalidation.npurge_allow; i++)
+        config_cidr_clear(&cfg->invalidation.purge_allow[i]);
+    free(cfg->invalidation.purge_allow);
+    free(cfg->invalidation.purge_token);
     for (size_t i = 0; i < cfg->nupstreams; i++) {
         struct config_upstream *up = &cfg->upstreams[i];
         free(up->name);
@@ -1147,6 +1566,13 @@ config_free(struct config *cfg)
         config_strings_free(r->cache.key.headers, r->cache.key.nheaders);
         config_strings_free(r->cache.key.cookies, r->cache.key.ncookies);
         config_strings_free(r->cache.strip_headers, r->cache.nstrip_headers);
+        for (size_t j = 0; j < r->cache.nrules; j++) {
+            struct config_inval_rule *rule = &r->cache.rules[j];
+            rule_free(&rule->match);
+            config_strings_free(rule->purge, rule->npurge);
+            config_strings_free(rule->tags, rule->ntags);
+        }
+        free(r->cache.rules);
     }
     free(cfg->routes);
     free(cfg);
@@ -1231,6 +1657,7 @@ config_load(const char *path, char **err)
         goto fail;
     }
     config_walk_map(&ld, config_schema_top, ld.cfg, root, 1, "");
+    config_settle(&ld);
     config_check_refs(&ld, root);
     if (ld.nerrs != 0)
         goto fail;
@@ -1306,8 +1733,61 @@ bad:
     return -1;
 }
 
+/*
+ * Quick mode's memcached servers: "HOST:PORT[,HOST:PORT...]", spaces
+ * around the commas allowed. Every bad item is reported.
+ */
+static void
+config_quick_memcached(struct config_loader *ld, const char *list)
+{
+    struct config_memcached *mc = &ld->cfg->memcached;
+    char *copy, *item, *next;
+    size_t n = 1, max = CONFIG_MAX_MEMCACHED_SERVERS;
+
+    for (const char *c = list; *c != '\0'; c++)
+        n += *c == ',';
+    if (n > max) {
+        config_error(ld, 0, "memcached", "at most %zu servers, got %zu", max, n);
+        return;
+    }
+    UTIL_ASSERT(mc->nservers == 0);
+    mc->servers = util_xcalloc(n, sizeof(*mc->servers));
+    copy = util_xstrdup(list);
+    /* Not strtok_r: it would skip an empty item instead of refusing it. */
+    for (item = copy; item != NULL; item = next) {
+        struct config_addr *a = &mc->servers[mc->nservers];
+        bool dup = false;
+        char *end;
+
+        next = strchr(item, ',');
+        if (next != NULL)
+            *next++ = '\0';
+        item += strspn(item, " ");
+        end = item + strlen(item);
+        while (end > item && end[-1] == ' ')
+            *--end = '\0';
+        if (item[0] == '\0') {
+            config_error(ld, 0, "memcached", "empty server in \"%s\" (expected HOST:PORT[,...])",
+                         list);
+            continue;
+        }
+        if (config_addr_parse(ld, a, item, 0, "memcached") < 0)
+            continue;
+        for (size_t j = 0; j < mc->nservers && !dup; j++)
+            dup = mc->servers[j].len == a->len && memcmp(&mc->servers[j].ss, &a->ss, a->len) == 0;
+        if (dup) {
+            config_error(ld, 0, "memcached", "duplicate address \"%s\"", item);
+            config_addr_clear(a);
+            continue;
+        }
+        mc->nservers++;
+    }
+    free(copy);
+}
+
 struct config *
-config_quick(const char *upstream_url, const char *listen, const char *admin, char **err)
+config_quick(const char *upstream_url, const char *listen, const char *admin, const char *redis,
+             const char *memcached, char **err)
 {
     struct config_loader ld = {.file = NULL};
     char addr[300], authority[280];
@@ -1353,6 +1833,12 @@ config_quick(const char *upstream_url, const char *listen, const char *admin, ch
         /* Like curl or nginx's proxy_pass: the origin sees its own name. */
         r->host_rewrite = util_xstrdup(authority);
     }
+
+    if (redis != NULL)
+        config_addr_parse(&ld, &cfg->redis.addr, redis, 0, "redis");
+    if (memcached != NULL)
+        config_quick_memcached(&ld, memcached);
+    config_settle(&ld);
 
     if (cfg->admin.len != 0 && cfg->listen[0].len == cfg->admin.len &&
         memcmp(&cfg->listen[0].ss, &cfg->admin.ss, cfg->admin.len) == 0)

@@ -80,6 +80,17 @@ enum config_tier {
 };
 #define CONFIG_TIERS_MAX 3
 
+/* A rule applied when a matching write succeeds (routes[].cache.invalidate). */
+struct config_inval_rule {
+    int line;
+    uint32_t methods;           /* bit (1u << enum http_method); default POST, PUT, PATCH, DELETE */
+    struct rule_pattern *match; /* the request path pattern (rule.h) */
+    char **purge;               /* path templates purged (same host and scheme) */
+    size_t npurge;
+    char **tags; /* tag templates purged */
+    size_t ntags;
+};
+
 /*
  * A route's cache settings (routes[].cache). Durations in whole seconds
  * (milliseconds in the file are rounded down), 0..1 year. Header names are
@@ -104,17 +115,6 @@ struct config_route_cache {
     size_t ntiers;
     struct config_inval_rule *rules;
     size_t nrules;
-};
-
-/* A rule applied when a matching write succeeds (routes[].cache.invalidate). */
-struct config_inval_rule {
-    int line;
-    uint32_t methods;           /* bit (1u << enum http_method); 0 = PUT, PATCH, POST, DELETE */
-    struct rule_pattern *match; /* the request path pattern (rule.h) */
-    char **purge;               /* path templates purged (same host and scheme) */
-    size_t npurge;
-    char **tags; /* tag templates purged */
-    size_t ntags;
 };
 
 enum config_eviction {
@@ -241,11 +241,15 @@ struct config *config_load(const char *path, char **err);
  * other key at its default, except that the route's host_rewrite is the
  * URL's HOST[:PORT] as written, so a name-based origin sees its own name,
  * and the route caches (cache.enabled).
+ * redis (HOST:PORT) and memcached ("HOST:PORT[,HOST:PORT...]", at most 64)
+ * configure those tiers, their other keys at their defaults, when not NULL;
+ * the route's tiers are memory and those.
  * Returns a new config or NULL with *err set as for config_load(), its
- * lines without a file and line: "upstream: ...", "listen: ...", "admin: ...".
+ * lines without a file and line: "upstream: ...", "listen: ...", "admin: ...",
+ * "redis: ...", "memcached: ...".
  */
 struct config *config_quick(const char *upstream_url, const char *listen, const char *admin,
-                            char **err);
+                            const char *redis, const char *memcached, char **err);
 
 /* Takes a reference; returns cfg. */
 struct config *config_ref(struct config *cfg);

@@ -20,6 +20,7 @@
 #define CONFIG_C(field, type) CONFIG_FIELD(struct config, field, type)
 #define CONFIG_U(field, type) CONFIG_FIELD(struct config_upstream, field, type)
 #define CONFIG_R(field, type) CONFIG_FIELD(struct config_route, field, type)
+#define CONFIG_I(field, type) CONFIG_FIELD(struct config_inval_rule, field, type)
 
 #define CONFIG_SECOND_MS UINT64_C(1000)
 #define CONFIG_HOUR_MS (3600 * CONFIG_SECOND_MS)
@@ -49,6 +50,13 @@ const char *const config_schema_log_levels[] = {
     [CONFIG_LOG_WARN] = "warn",
     [CONFIG_LOG_INFO] = "info",
     [CONFIG_LOG_DEBUG] = "debug",
+    NULL,
+};
+
+const char *const config_schema_tiers[] = {
+    [CONFIG_TIER_MEMORY] = "memory",
+    [CONFIG_TIER_REDIS] = "redis",
+    [CONFIG_TIER_MEMCACHED] = "memcached",
     NULL,
 };
 
@@ -179,11 +187,143 @@ static const struct config_key config_cache_memory_keys[] = {
     {0},
 };
 
+static const struct config_key config_cache_redis_keys[] = {
+    {.name = "address",
+     .type = CONFIG_T_ADDR,
+     .off = CONFIG_C(redis.addr, struct config_addr),
+     .help = "The Redis server: HOST:PORT or [V6]:PORT, a name resolved when the "
+             "configuration is loaded. Setting it turns the Redis tier on (and the "
+             "invalidation broadcast, which uses it)."},
+    {.name = "password",
+     .type = CONFIG_T_STRING,
+     .off = CONFIG_C(redis.password, char *),
+     .flags = CONFIG_F_SECRET,
+     .help = "Sent with AUTH on every connection; absent: no AUTH."},
+    {.name = "db",
+     .type = CONFIG_T_UINT,
+     .off = CONFIG_C(redis.db, unsigned),
+     .def = "0",
+     .min = 0,
+     .max = 15,
+     .help = "Database chosen with SELECT on every connection; 0 sends no SELECT."},
+    {.name = "prefix",
+     .type = CONFIG_T_WORD,
+     .off = CONFIG_C(redis.prefix, char *),
+     .def = "tc:",
+     .min = 1,
+     .max = 64,
+     .help = "Put before every key tailcache reads or writes, so that several caches can "
+             "share one Redis: 1 to 64 visible ASCII characters."},
+    CONFIG_DURATION_ROW("connect_timeout", struct config, redis.connect_timeout_ms, "200ms",
+                        "Longest wait for a connection to Redis, AUTH and SELECT included."),
+    CONFIG_DURATION_ROW("timeout", struct config, redis.timeout_ms, "50ms",
+                        "Longest wait for the answer to a lookup or a write; past it the "
+                        "request goes on without the tier and the connection is made again."),
+    CONFIG_DURATION_ROW("backoff_min", struct config, redis.backoff_min_ms, "100ms",
+                        "First wait before connecting again after a failure; it doubles on "
+                        "each failure up to backoff_max."),
+    CONFIG_DURATION_ROW("backoff_max", struct config, redis.backoff_max_ms, "5s",
+                        "Longest wait between two connection attempts; at least backoff_min."),
+    {.name = "max_object_size",
+     .type = CONFIG_T_SIZE,
+     .off = CONFIG_C(redis.max_object_size, size_t),
+     .def = "8m",
+     .min = UINT64_C(1) << 10,
+     .max = UINT64_C(512) << 20,
+     .help = "Largest stored response (head and body) written to Redis; a larger one stays "
+             "in memory only."},
+    {.name = "breaker_failures",
+     .type = CONFIG_T_UINT,
+     .off = CONFIG_C(redis.breaker_failures, unsigned),
+     .def = "3",
+     .min = 1,
+     .max = 1000,
+     .help = "Consecutive failures (errors, timeouts) after which the tier is skipped for "
+             "breaker_cooldown."},
+    CONFIG_DURATION_ROW("breaker_cooldown", struct config, redis.breaker_cooldown_ms, "1s",
+                        "How long the tier is skipped once the breaker opens; then one "
+                        "request tries it again."),
+    {0},
+};
+
+static const struct config_key config_cache_memcached_keys[] = {
+    {.name = "servers",
+     .type = CONFIG_T_ADDR_LIST,
+     .off = CONFIG_C(memcached.servers, struct config_addr *),
+     .off_n = CONFIG_C(memcached.nservers, size_t),
+     .def = "[]",
+     .max_items = CONFIG_MAX_MEMCACHED_SERVERS,
+     .help = "The memcached servers, keys spread over them by consistent hashing: one "
+             "HOST:PORT or [V6]:PORT, or a list of up to 64. Listing any turns the memcached "
+             "tier on."},
+    {.name = "prefix",
+     .type = CONFIG_T_WORD,
+     .off = CONFIG_C(memcached.prefix, char *),
+     .def = "tc:",
+     .min = 1,
+     .max = 64,
+     .help = "Put before every key tailcache reads or writes: 1 to 64 visible ASCII "
+             "characters (memcached keys have no spaces or control characters)."},
+    CONFIG_DURATION_ROW("connect_timeout", struct config, memcached.connect_timeout_ms, "200ms",
+                        "Longest wait for a connection to a server."),
+    CONFIG_DURATION_ROW("timeout", struct config, memcached.timeout_ms, "50ms",
+                        "Longest an operation takes, its wait in the queue included; past it "
+                        "the request goes on without the tier."),
+    {.name = "threads",
+     .type = CONFIG_T_UINT,
+     .off = CONFIG_C(memcached.threads, unsigned),
+     .def = "4",
+     .min = 1,
+     .max = 64,
+     .help = "Threads that talk to memcached (libmemcached blocks, so it never runs on a "
+             "worker's loop)."},
+    {.name = "queue",
+     .type = CONFIG_T_UINT,
+     .off = CONFIG_C(memcached.queue, unsigned),
+     .def = "1024",
+     .min = 1,
+     .max = 1000000,
+     .help = "Operations waiting for a thread at most; when the queue is full, lookups miss "
+             "and writes are skipped at once."},
+    CONFIG_DURATION_ROW("retry", struct config, memcached.retry_ms, "1s",
+                        "A server that failed is left out of the hashing this long."),
+    {.name = "max_object_size",
+     .type = CONFIG_T_SIZE,
+     .off = CONFIG_C(memcached.max_object_size, size_t),
+     .def = "1000k",
+     .min = UINT64_C(1) << 10,
+     .max = UINT64_C(128) << 20,
+     .help = "Largest stored response (head and body) written to memcached; a larger one "
+             "stays in memory only. memcached refuses items over its -I limit (1m by "
+             "default, overhead included): raise both together."},
+    {.name = "breaker_failures",
+     .type = CONFIG_T_UINT,
+     .off = CONFIG_C(memcached.breaker_failures, unsigned),
+     .def = "3",
+     .min = 1,
+     .max = 1000,
+     .help = "Consecutive failures (errors, timeouts, a full queue) after which the tier is "
+             "skipped for breaker_cooldown."},
+    CONFIG_DURATION_ROW("breaker_cooldown", struct config, memcached.breaker_cooldown_ms, "1s",
+                        "How long the tier is skipped once the breaker opens; then one "
+                        "request tries it again."),
+    {0},
+};
+
 static const struct config_key config_cache_keys[] = {
     {.name = "memory",
      .type = CONFIG_T_SECTION,
      .sub = config_cache_memory_keys,
      .help = "The memory cache, shared by all workers."},
+    {.name = "redis",
+     .type = CONFIG_T_SECTION,
+     .sub = config_cache_redis_keys,
+     .help = "The Redis tier, shared by every tailcache using the same Redis; off unless "
+             "address is set."},
+    {.name = "memcached",
+     .type = CONFIG_T_SECTION,
+     .sub = config_cache_memcached_keys,
+     .help = "The memcached tier; off unless servers are listed."},
     {.name = "coalesce_timeout",
      .type = CONFIG_T_DURATION,
      .off = CONFIG_C(coalesce_timeout_ms, unsigned),
@@ -200,6 +340,55 @@ static const struct config_key config_cache_keys[] = {
      .max = CONFIG_HOUR_MS,
      .help = "Once a response turns out not storable, requests for it go to the origin "
              "without waiting on each other for this long."},
+    {0},
+};
+
+static const struct config_key config_invalidation_keys[] = {
+    {.name = "channel",
+     .type = CONFIG_T_WORD,
+     .off = CONFIG_C(invalidation.channel, char *),
+     .def = "tailcache:invalidate",
+     .min = 1,
+     .max = 256,
+     .help = "Redis pub/sub channel the nodes sharing a cache exchange invalidations on."},
+    {.name = "broadcast",
+     .type = CONFIG_T_BOOL,
+     .off = CONFIG_C(invalidation.broadcast, bool),
+     .def = "true",
+     .help = "Publish every invalidation on channel and apply the other nodes' ones; needs "
+             "cache.redis (without it, invalidations stay local)."},
+    {.name = "node_id",
+     .type = CONFIG_T_NODE_ID,
+     .off = CONFIG_C(invalidation.node_id, char *),
+     .def = "auto",
+     .min = 1,
+     .max = 255,
+     .help = "This node's name on the channel, so it skips its own messages: \"auto\" is "
+             "\"<hostname>:<pid>\", or 1 to 255 visible ASCII characters."},
+    {.name = "purge_allow",
+     .type = CONFIG_T_CIDR_LIST,
+     .off = CONFIG_C(invalidation.purge_allow, struct config_cidr *),
+     .off_n = CONFIG_C(invalidation.npurge_allow, size_t),
+     .def = "[127.0.0.1/32, ::1/128]",
+     .flags = CONFIG_F_EMPTY,
+     .help = "Clients whose PURGE requests are accepted: address blocks like 10.0.0.0/8 or "
+             "fd00::/8, or single addresses; [] accepts none (see purge_token)."},
+    {.name = "purge_token",
+     .type = CONFIG_T_WORD,
+     .off = CONFIG_C(invalidation.purge_token, char *),
+     .min = 8,
+     .max = 256,
+     .flags = CONFIG_F_SECRET,
+     .help = "A PURGE carrying \"X-Purge-Token: <token>\" is accepted from any address: 8 to "
+             "256 visible ASCII characters. Absent: none."},
+    {.name = "max_bans",
+     .type = CONFIG_T_UINT,
+     .off = CONFIG_C(invalidation.max_bans, unsigned),
+     .def = "1000",
+     .min = 1,
+     .max = 100000,
+     .help = "Bans remembered to filter objects read from the shared tiers; past it the "
+             "oldest goes, and shared objects older than it count as banned."},
     {0},
 };
 
@@ -276,6 +465,41 @@ static const struct config_key config_route_cache_key_keys[] = {
     {0},
 };
 
+static const struct config_key config_route_inval_keys[] = {
+    {.name = "methods",
+     .type = CONFIG_T_METHODS,
+     .off = CONFIG_I(methods, uint32_t),
+     .def = "[POST, PUT, PATCH, DELETE]",
+     .flags = CONFIG_F_WRITES,
+     .help = "Request methods the rule applies to, one or a list; not GET, HEAD, OPTIONS or "
+             "TRACE: rules apply to writes."},
+    {.name = "match",
+     .type = CONFIG_T_RULE_PATTERN,
+     .off = CONFIG_I(match, struct rule_pattern *),
+     .flags = CONFIG_F_REQUIRED,
+     .help = "The request path the rule applies to, whole: literal text, {name} for one "
+             "non-empty path segment (at most 8), and an optional final \"*\" for any rest, "
+             "as in \"/api/products/{id}\" or \"/api/carts/{id}/*\"."},
+    {.name = "purge",
+     .type = CONFIG_T_PATH_TEMPLATES,
+     .off = CONFIG_I(purge, char **),
+     .off_n = CONFIG_I(npurge, size_t),
+     .def = "[]",
+     .flags = CONFIG_F_EMPTY,
+     .help = "Paths purged (same host and scheme, every tier) when a matching request "
+             "succeeds: templates starting with \"/\", where {name} is what the match "
+             "captured. At least one of purge and tags."},
+    {.name = "tags",
+     .type = CONFIG_T_TAG_TEMPLATES,
+     .off = CONFIG_I(tags, char **),
+     .off_n = CONFIG_I(ntags, size_t),
+     .def = "[]",
+     .flags = CONFIG_F_EMPTY,
+     .help = "Tags purged (responses whose Surrogate-Key or Cache-Tag names them) when a "
+             "matching request succeeds: templates like \"product-{id}\"."},
+    {0},
+};
+
 static const struct config_key config_route_cache_keys[] = {
     {.name = "enabled",
      .type = CONFIG_T_BOOL,
@@ -341,6 +565,23 @@ static const struct config_key config_route_cache_keys[] = {
      .help = "Request header fields never passed upstream on this route, so that a field "
              "outside the key cannot change what is stored for everyone (cache poisoning). A "
              "name may not also be in key.headers."},
+    {.name = "tiers",
+     .type = CONFIG_T_TIERS,
+     .off = CONFIG_R(cache.tiers, enum config_tier *),
+     .off_n = CONFIG_R(cache.ntiers, size_t),
+     .names = config_schema_tiers,
+     .def_doc = "memory, then redis and memcached when configured",
+     .help = "The cache tiers this route looks up, in order: memory first (required), then "
+             "redis and/or memcached, each configured under cache."},
+    {.name = "invalidate",
+     .type = CONFIG_T_RULES,
+     .off = CONFIG_R(cache.rules, struct config_inval_rule *),
+     .off_n = CONFIG_R(cache.nrules, size_t),
+     .sub = config_route_inval_keys,
+     .flags = CONFIG_F_EMPTY,
+     .help = "Invalidation rules: when a request on this route with one of a rule's methods "
+             "and a path its match accepts gets a 2xx or 3xx answer, the rule's paths and "
+             "tags are purged."},
     {0},
 };
 
@@ -432,6 +673,10 @@ const struct config_key config_schema_top[] = {
      .type = CONFIG_T_SECTION,
      .sub = config_cache_keys,
      .help = "The HTTP cache, used by the routes that enable caching."},
+    {.name = "invalidation",
+     .type = CONFIG_T_SECTION,
+     .sub = config_invalidation_keys,
+     .help = "Purging: the PURGE method, bans and their broadcast to other nodes."},
     {.name = "upstreams",
      .type = CONFIG_T_UPSTREAMS,
      .sub = config_schema_upstream,
@@ -517,6 +762,22 @@ config_schema_expected(const struct config_key *k, char *buf, size_t len)
         return "a mapping of upstream names";
     case CONFIG_T_ROUTES:
         return "a list of routes";
+    case CONFIG_T_WORD:
+        return "a string without spaces";
+    case CONFIG_T_NODE_ID:
+        return "\"auto\" or a string without spaces";
+    case CONFIG_T_CIDR_LIST:
+        return "an address block or a list of them";
+    case CONFIG_T_TIERS:
+        return "a tier name or a list of them";
+    case CONFIG_T_RULES:
+        return "a list of rules";
+    case CONFIG_T_RULE_PATTERN:
+        return "a path pattern";
+    case CONFIG_T_PATH_TEMPLATES:
+        return "a path template or a list of them";
+    case CONFIG_T_TAG_TEMPLATES:
+        return "a tag template or a list of them";
     }
     return "a value";
 }
@@ -619,7 +880,10 @@ config_schema_type_desc(const struct config_key *k, char *buf, size_t len)
     case CONFIG_T_ADDR:
         return (k->flags & CONFIG_F_OFF) ? "HOST:PORT or \"off\"" : "HOST:PORT";
     case CONFIG_T_ADDR_LIST:
-        return "HOST:PORT, or a list";
+        if (k->max_items == 0)
+            return "HOST:PORT, or a list";
+        snprintf(buf, len, "HOST:PORT, or a list of at most %zu", k->max_items);
+        return buf;
     case CONFIG_T_HOSTS:
         return "host pattern, or a list";
     case CONFIG_T_METHODS:
@@ -641,6 +905,28 @@ config_schema_type_desc(const struct config_key *k, char *buf, size_t len)
         return "mapping: name -> upstream";
     case CONFIG_T_ROUTES:
         return "list of routes";
+    case CONFIG_T_WORD:
+        snprintf(buf, len, "string of %s..%s visible ASCII characters", lo, hi);
+        return buf;
+    case CONFIG_T_NODE_ID:
+        snprintf(buf, len, "\"auto\" or string of %s..%s visible ASCII characters", lo, hi);
+        return buf;
+    case CONFIG_T_CIDR_LIST:
+        return "address block, or a list";
+    case CONFIG_T_TIERS: {
+        char names[64];
+        snprintf(buf, len, "list of %s",
+                 config_schema_join(k->names, ", ", ", ", names, sizeof(names)));
+        return buf;
+    }
+    case CONFIG_T_RULES:
+        return "list of rules";
+    case CONFIG_T_RULE_PATTERN:
+        return "path pattern";
+    case CONFIG_T_PATH_TEMPLATES:
+        return "path template, or a list";
+    case CONFIG_T_TAG_TEMPLATES:
+        return "tag template, or a list";
     }
     return "?";
 }
@@ -677,6 +963,8 @@ config_schema_print_keys(FILE *out, const struct config_key *keys, const char *p
             fputc('\n', out);
         else if (k->def != NULL)
             fprintf(out, "; default %s\n", k->def);
+        else if (k->def_doc != NULL)
+            fprintf(out, "; default: %s\n", k->def_doc);
         else
             fprintf(out, "; %s\n", (k->flags & CONFIG_F_REQUIRED) ? "required" : "optional");
         config_schema_print_help(out, k->help);
@@ -685,7 +973,7 @@ config_schema_print_keys(FILE *out, const struct config_key *keys, const char *p
         } else if (k->type == CONFIG_T_UPSTREAMS) {
             snprintf(sub, sizeof(sub), "%s.NAME", kpath);
             config_schema_print_keys(out, k->sub, sub);
-        } else if (k->type == CONFIG_T_ROUTES) {
+        } else if (k->type == CONFIG_T_ROUTES || k->type == CONFIG_T_RULES) {
             snprintf(sub, sizeof(sub), "%s[]", kpath);
             config_schema_print_keys(out, k->sub, sub);
         }

@@ -62,13 +62,15 @@ main_usage(FILE *out)
         out,
         "usage: tailcache [-t] [-c FILE]\n"
         "       tailcache --upstream http://HOST:PORT [--listen ADDR:PORT] [--admin ADDR:PORT]\n"
-        "                 [--workers N]\n"
+        "                 [--redis HOST:PORT] [--memcached HOST:PORT[,...]] [--workers N]\n"
         "\n"
         "  -c, --config FILE     run from a YAML config (default %s/tailcache.yaml)\n"
         "  -t, --test            check the config and exit (0: valid, 1: errors printed)\n"
         "  -u, --upstream URL    quick mode: proxy everything to URL, no config file\n"
         "  -l, --listen ADDR     quick mode: traffic listener (default 127.0.0.1:8080)\n"
         "  -a, --admin ADDR      quick mode: admin listener (default: none)\n"
+        "  -r, --redis ADDR      quick mode: Redis tier at ADDR (HOST:PORT)\n"
+        "  -m, --memcached LIST  quick mode: memcached tier on LIST (HOST:PORT[,HOST:PORT...])\n"
         "  -w, --workers N       worker threads (default: number of cores)\n"
         "      --help-config     list every config key with its default\n"
         "  -V, --version         print the version\n"
@@ -263,17 +265,19 @@ main(int argc, char **argv)
         {"config", required_argument, NULL, 'c'},   {"test", no_argument, NULL, 't'},
         {"upstream", required_argument, NULL, 'u'}, {"listen", required_argument, NULL, 'l'},
         {"admin", required_argument, NULL, 'a'},    {"workers", required_argument, NULL, 'w'},
+        {"redis", required_argument, NULL, 'r'},    {"memcached", required_argument, NULL, 'm'},
         {"help-config", no_argument, NULL, 'H'},    {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
     };
     struct main_state m = {0};
     const char *cfg_file = NULL, *upstream = NULL, *listen_addr = NULL, *admin_addr = NULL;
+    const char *redis_addr = NULL, *memcached_list = NULL;
     bool test_only = false;
     long workers = 0;
     char *err = NULL;
     int ch;
 
-    while ((ch = getopt_long(argc, argv, "c:tu:l:a:w:Vh", opts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "c:tu:l:a:w:r:m:Vh", opts, NULL)) != -1) {
         switch (ch) {
         case 'c':
             cfg_file = optarg;
@@ -289,6 +293,12 @@ main(int argc, char **argv)
             break;
         case 'a':
             admin_addr = optarg;
+            break;
+        case 'r':
+            redis_addr = optarg;
+            break;
+        case 'm':
+            memcached_list = optarg;
             break;
         case 'w': {
             char *end;
@@ -314,12 +324,13 @@ main(int argc, char **argv)
         }
     }
     if (optind < argc || (upstream != NULL && cfg_file != NULL) ||
-        (upstream == NULL && (listen_addr != NULL || admin_addr != NULL))) {
+        (upstream == NULL && (listen_addr != NULL || admin_addr != NULL || redis_addr != NULL ||
+                              memcached_list != NULL))) {
         main_usage(stderr);
         return 2;
     }
     if (upstream != NULL) {
-        m.cfg = config_quick(upstream, listen_addr, admin_addr, &err);
+        m.cfg = config_quick(upstream, listen_addr, admin_addr, redis_addr, memcached_list, &err);
     } else {
         m.cfg_file = cfg_file != NULL ? cfg_file : TC_SYSCONFDIR "/tailcache.yaml";
         m.cfg = config_load(m.cfg_file, &err);

@@ -32,20 +32,27 @@ struct rule_vars {
     size_t n[RULE_CAPTURES_MAX];
 };
 
-/* A compiled pattern, or NULL with a message in err[0..errlen). */
+/* A compiled pattern (owned by the caller: rule_free()), or NULL with a
+ * message in err[0..errlen). A pattern starts with '/' and is visible
+ * ASCII; a path segment holds at most one capture, and not one with the
+ * final "*"; a capture followed by literal text in its segment ("{id}.json")
+ * takes the segment less that suffix. */
 struct rule_pattern *rule_compile(const char *pattern, char *err, size_t errlen);
 
 void rule_free(struct rule_pattern **pp); /* clears *pp; accepts NULL */
 
-/* True when the whole path matches; fills *vars. */
+/* True when the whole path matches; fills *vars (spans into path; the
+ * contents are unspecified when it does not match; vars may be NULL). */
 bool rule_match(const struct rule_pattern *p, const char *path, size_t len, struct rule_vars *vars);
 
 /* 0 when every {name} in tmpl is a capture of p, else -1 with a message
  * (for the config loader). */
 int rule_check_template(const struct rule_pattern *p, const char *tmpl, char *err, size_t errlen);
 
-/* Writes tmpl with the captures filled in to buf[0..cap); returns the
- * length, or -1 when it does not fit or names an unknown capture. */
+/* Writes tmpl with the captures filled in to buf[0..cap), NUL-terminated;
+ * returns the length (without the NUL), or -1 when it does not fit (the
+ * length must be below cap) or tmpl is malformed or names an unknown
+ * capture. */
 ssize_t rule_expand(const struct rule_pattern *p, const struct rule_vars *vars, const char *tmpl,
                     char *buf, size_t cap);
 

@@ -5,7 +5,10 @@
  * by line, file name, line number and key path included. Also: the shipped
  * conf/tailcache.yaml, quick mode, refcounting and the key reference.
  * The cache keys (issue 3) have their own good and bad files:
- * good-cache.yaml, bad-cache.yaml, bad-cache-names.yaml.
+ * good-cache.yaml, bad-cache.yaml, bad-cache-names.yaml. So do the shared
+ * tiers and invalidation: good-tiers.yaml, bad-redis.yaml, bad-backoff.yaml,
+ * bad-memcached.yaml, bad-memcached-servers.yaml, bad-invalidation.yaml,
+ * bad-tiers.yaml, bad-rules.yaml.
  */
 #include <arpa/inet.h>
 #include <netdb.h>
@@ -21,6 +24,7 @@
 #include <pcre2.h>
 
 #include "config.h"
+#include "rule.h"
 
 #ifndef TC_TEST_DATA
 #define TC_TEST_DATA "t/data"
@@ -148,7 +152,78 @@ check_strings(char *const *v, size_t n, const char *const *want)
     ck_assert_uint_eq(n, i);
 }
 
-/* The cache defaults of the schema, global and per route. */
+/* A CIDR block: family, prefix length, and the address as text. */
+static void
+check_cidr(const struct config_cidr *c, const char *text, int family, const char *addr,
+           unsigned prefix_len)
+{
+    char buf[INET6_ADDRSTRLEN];
+
+    ck_assert_str_eq(c->text, text);
+    ck_assert_int_eq(c->family, family);
+    ck_assert_ptr_nonnull(inet_ntop(family, c->addr, buf, sizeof(buf)));
+    ck_assert_str_eq(buf, addr);
+    ck_assert_uint_eq(c->prefix_len, prefix_len);
+}
+
+/* "<hostname>:<pid>", what node_id "auto" gives. */
+static const char *
+auto_node_id(char *buf, size_t len)
+{
+    char host[256];
+
+    ck_assert_int_eq(gethostname(host, sizeof(host)), 0);
+    host[sizeof(host) - 1] = '\0';
+    snprintf(buf, len, "%s:%ld", host, (long)getpid());
+    return buf;
+}
+
+/* The shared tiers' keys at their defaults, whether the tier is on or not. */
+static void
+check_redis_default_keys(const struct config_redis *r)
+{
+    ck_assert_ptr_null(r->password);
+    ck_assert_uint_eq(r->db, 0);
+    ck_assert_str_eq(r->prefix, "tc:");
+    ck_assert_uint_eq(r->connect_timeout_ms, 200);
+    ck_assert_uint_eq(r->timeout_ms, 50);
+    ck_assert_uint_eq(r->backoff_min_ms, 100);
+    ck_assert_uint_eq(r->backoff_max_ms, 5000);
+    ck_assert_uint_eq(r->max_object_size, 8u << 20);
+    ck_assert_uint_eq(r->breaker_failures, 3);
+    ck_assert_uint_eq(r->breaker_cooldown_ms, 1000);
+}
+
+static void
+check_memcached_default_keys(const struct config_memcached *m)
+{
+    ck_assert_str_eq(m->prefix, "tc:");
+    ck_assert_uint_eq(m->connect_timeout_ms, 200);
+    ck_assert_uint_eq(m->timeout_ms, 50);
+    ck_assert_uint_eq(m->threads, 4);
+    ck_assert_uint_eq(m->queue, 1024);
+    ck_assert_uint_eq(m->retry_ms, 1000);
+    ck_assert_uint_eq(m->max_object_size, 1000u << 10);
+    ck_assert_uint_eq(m->breaker_failures, 3);
+    ck_assert_uint_eq(m->breaker_cooldown_ms, 1000);
+}
+
+static void
+check_invalidation_default(const struct config_invalidation *inv)
+{
+    char id[300];
+
+    ck_assert_str_eq(inv->channel, "tailcache:invalidate");
+    ck_assert(inv->broadcast);
+    ck_assert_str_eq(inv->node_id, auto_node_id(id, sizeof(id)));
+    ck_assert_uint_eq(inv->npurge_allow, 2);
+    check_cidr(&inv->purge_allow[0], "127.0.0.1/32", AF_INET, "127.0.0.1", 32);
+    check_cidr(&inv->purge_allow[1], "::1/128", AF_INET6, "::1", 128);
+    ck_assert_ptr_null(inv->purge_token);
+    ck_assert_uint_eq(inv->max_bans, 1000);
+}
+
+/* The cache defaults of the schema, global and per route: memory only. */
 static void
 check_cache_globals_default(const struct config *cfg)
 {
@@ -158,6 +233,15 @@ check_cache_globals_default(const struct config *cfg)
     ck_assert_uint_eq(cfg->cache_max_object, 16u << 20);
     ck_assert_uint_eq(cfg->coalesce_timeout_ms, 5000);
     ck_assert_uint_eq(cfg->hit_for_miss_ms, 10000);
+    ck_assert(!cfg->redis.enabled);
+    ck_assert_uint_eq(cfg->redis.addr.len, 0);
+    ck_assert_ptr_null(cfg->redis.addr.text);
+    check_redis_default_keys(&cfg->redis);
+    ck_assert(!cfg->memcached.enabled);
+    ck_assert_uint_eq(cfg->memcached.nservers, 0);
+    ck_assert_ptr_null(cfg->memcached.servers);
+    check_memcached_default_keys(&cfg->memcached);
+    check_invalidation_default(&cfg->invalidation);
 }
 
 static void
@@ -190,6 +274,11 @@ check_route_cache_default(const struct config_route_cache *c, bool enabled)
     check_strings(c->key.headers, c->key.nheaders, none);
     check_strings(c->key.cookies, c->key.ncookies, none);
     check_strings(c->strip_headers, c->nstrip_headers, strip);
+    /* No shared tier configured: memory only. */
+    ck_assert_uint_eq(c->ntiers, 1);
+    ck_assert_int_eq(c->tiers[0], CONFIG_TIER_MEMORY);
+    ck_assert_uint_eq(c->nrules, 0);
+    ck_assert_ptr_null(c->rules);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -391,6 +480,120 @@ START_TEST(test_cache_full)
 
     /* "cache:" with nothing under it: the defaults, caching off. */
     check_route_cache_default(&cfg->routes[2].cache, false);
+    config_unref(&cfg);
+}
+END_TEST
+
+static void
+check_tiers(const struct config_route_cache *c, const enum config_tier *want, size_t n)
+{
+    ck_assert_uint_eq(c->ntiers, n);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_int_eq(c->tiers[i], want[i]);
+}
+
+/* What a rule's match accepts, and one template expanded from that match. */
+static void
+check_rule_expands(const struct config_inval_rule *r, const char *path, const char *tmpl,
+                   const char *want)
+{
+    struct rule_vars v;
+    char buf[256];
+
+    ck_assert_msg(rule_match(r->match, path, strlen(path), &v), "%s does not match", path);
+    ck_assert_int_eq(rule_expand(r->match, &v, tmpl, buf, sizeof(buf)), (ssize_t)strlen(want));
+    ck_assert_str_eq(buf, want);
+}
+
+START_TEST(test_tiers_full)
+{
+    static const enum config_tier all[] = {CONFIG_TIER_MEMORY, CONFIG_TIER_REDIS,
+                                           CONFIG_TIER_MEMCACHED};
+    static const enum config_tier mc[] = {CONFIG_TIER_MEMORY, CONFIG_TIER_MEMCACHED};
+    static const enum config_tier mem[] = {CONFIG_TIER_MEMORY};
+    static const char *const purge0[] = {"/api/products/{id}", "/api/products", NULL};
+    static const char *const tags0[] = {"product-{id}", NULL};
+    static const char *const tags1[] = {"shop-{shop}", "item-{shop}-{item}", NULL};
+    static const char *const purge2[] = {"/search", NULL};
+    static const char *const none[] = {NULL};
+    struct config *cfg = load_good(DATA("good-tiers.yaml"));
+    const struct config_redis *r = &cfg->redis;
+    const struct config_memcached *m = &cfg->memcached;
+    const struct config_invalidation *inv = &cfg->invalidation;
+    const struct config_route_cache *c;
+
+    ck_assert(r->enabled);
+    check_addr(&r->addr, "127.0.0.1:6380", AF_INET, 6380);
+    ck_assert_str_eq(r->password, "s3cret pass");
+    ck_assert_uint_eq(r->db, 15);
+    ck_assert_str_eq(r->prefix, "shop:");
+    ck_assert_uint_eq(r->connect_timeout_ms, 1000);
+    ck_assert_uint_eq(r->timeout_ms, 150);
+    ck_assert_uint_eq(r->backoff_min_ms, 2000);
+    ck_assert_uint_eq(r->backoff_max_ms, 2000); /* equal is allowed */
+    ck_assert_uint_eq(r->max_object_size, 512u << 20);
+    ck_assert_uint_eq(r->breaker_failures, 1000);
+    ck_assert_uint_eq(r->breaker_cooldown_ms, 10000);
+
+    ck_assert(m->enabled);
+    ck_assert_uint_eq(m->nservers, 3);
+    check_addr(&m->servers[0], "127.0.0.1:11211", AF_INET, 11211);
+    check_addr(&m->servers[1], "[::1]:11212", AF_INET6, 11212);
+    ck_assert_str_eq(m->servers[2].text, "localhost:11213");
+    ck_assert_uint_eq(addr_port(&m->servers[2]), 11213);
+    ck_assert_str_eq(m->prefix, "mc/");
+    ck_assert_uint_eq(m->connect_timeout_ms, 1);
+    ck_assert_uint_eq(m->timeout_ms, 86400000u);
+    ck_assert_uint_eq(m->threads, 64);
+    ck_assert_uint_eq(m->queue, 1000000);
+    ck_assert_uint_eq(m->retry_ms, 30000);
+    ck_assert_uint_eq(m->max_object_size, 128u << 20);
+    ck_assert_uint_eq(m->breaker_failures, 1);
+    ck_assert_uint_eq(m->breaker_cooldown_ms, 250);
+
+    ck_assert_str_eq(inv->channel, "shop:bus");
+    ck_assert(!inv->broadcast);
+    ck_assert_str_eq(inv->node_id, "node-a");
+    ck_assert_uint_eq(inv->npurge_allow, 5);
+    check_cidr(&inv->purge_allow[0], "10.0.0.0/8", AF_INET, "10.0.0.0", 8);
+    check_cidr(&inv->purge_allow[1], "fd00::/8", AF_INET6, "fd00::", 8);
+    check_cidr(&inv->purge_allow[2], "192.0.2.7", AF_INET, "192.0.2.7", 32);       /* bare v4 */
+    check_cidr(&inv->purge_allow[3], "2001:db8::1", AF_INET6, "2001:db8::1", 128); /* bare v6 */
+    check_cidr(&inv->purge_allow[4], "0.0.0.0/0", AF_INET, "0.0.0.0", 0);
+    ck_assert_str_eq(inv->purge_token, "0123456789abcdef");
+    ck_assert_uint_eq(inv->max_bans, 100000);
+
+    ck_assert_uint_eq(cfg->nroutes, 3);
+    /* No tiers given: memory, then every configured shared tier in order. */
+    c = &cfg->routes[0].cache;
+    check_tiers(c, all, 3);
+    ck_assert_uint_eq(c->nrules, 3);
+    ck_assert_int_eq(c->rules[0].line, 44);
+    ck_assert_uint_eq(c->rules[0].methods,
+                      M(HTTP_M_POST) | M(HTTP_M_PUT) | M(HTTP_M_PATCH) | M(HTTP_M_DELETE));
+    check_strings(c->rules[0].purge, c->rules[0].npurge, purge0);
+    check_strings(c->rules[0].tags, c->rules[0].ntags, tags0);
+    check_rule_expands(&c->rules[0], "/api/products/42", "product-{id}", "product-42");
+    ck_assert(!rule_match(c->rules[0].match, "/api/products/42/x", 18, NULL));
+    ck_assert_int_eq(c->rules[1].line, 47);
+    ck_assert_uint_eq(c->rules[1].methods, M(HTTP_M_DELETE));
+    check_strings(c->rules[1].purge, c->rules[1].npurge, none);
+    check_strings(c->rules[1].tags, c->rules[1].ntags, tags1);
+    check_rule_expands(&c->rules[1], "/api/shops/eu/items/7.json", "item-{shop}-{item}",
+                       "item-eu-7");
+    ck_assert_int_eq(c->rules[2].line, 50);
+    ck_assert_uint_eq(c->rules[2].methods, M(HTTP_M_PURGE) | M(HTTP_M_POST));
+    check_strings(c->rules[2].purge, c->rules[2].npurge, purge2);
+    check_strings(c->rules[2].tags, c->rules[2].ntags, none);
+    check_rule_expands(&c->rules[2], "/search/a/b", "/search", "/search");
+
+    /* Given explicitly, and "[]" for no rules. */
+    c = &cfg->routes[1].cache;
+    check_tiers(c, mc, 2);
+    ck_assert_uint_eq(c->nrules, 0);
+    ck_assert_ptr_null(c->rules);
+    c = &cfg->routes[2].cache;
+    check_tiers(c, mem, 1);
     config_unref(&cfg);
 }
 END_TEST
@@ -778,6 +981,159 @@ START_TEST(test_err_many)
 }
 END_TEST
 
+START_TEST(test_err_redis)
+{
+    static const char *const want[] = {
+        ":3: cache.redis.address: invalid address \"127.0.0.1\" (expected HOST:PORT)",
+        ":4: cache.redis.db: must be between 0 and 15, got 16",
+        ":5: cache.redis.prefix: must be 1 to 64 visible ASCII characters (no spaces or control "
+        "characters), got \"tc :\"",
+        ":6: cache.redis.connect_timeout: must be between 1ms and 24h, got 0",
+        ":7: cache.redis.timeout: must be between 1ms and 24h, got 2d",
+        /* Checked across keys, after the walk, on the key that is given. */
+        ":9: cache.redis.backoff_max: must not be less than backoff_min (10s), got 1s",
+        ":10: cache.redis.max_object_size: must be between 1k and 512m, got 1g",
+        ":11: cache.redis.breaker_failures: must be between 1 and 1000, got 0",
+        ":12: cache.redis.breaker_cooldown: expected a duration like \"2s\" or \"150ms\", got "
+        "\"soon\"",
+        ":13: cache.redis.password: must not be empty",
+        ":14: cache.redis.colour: unknown key",
+        NULL,
+    };
+    expect_errors(DATA("bad-redis.yaml"), want);
+}
+END_TEST
+
+START_TEST(test_err_backoff)
+{
+    static const char *const want[] = {
+        ":5: cache.redis.backoff_min: must not be more than backoff_max (5s), got 10s",
+        ":6: cache.redis.prefix: must be 1 to 64 visible ASCII characters (no spaces or control "
+        "characters), got \"0123456789012345678901234567890123456789012345678901234567890123456"
+        "789\"",
+        NULL,
+    };
+    expect_errors(DATA("bad-backoff.yaml"), want);
+}
+END_TEST
+
+START_TEST(test_err_memcached)
+{
+    static const char *const want[] = {
+        ":3: cache.memcached.servers[1]: duplicate address \"127.0.0.1:11211\"",
+        ":3: cache.memcached.servers[2]: invalid address \"nohost\" (expected HOST:PORT)",
+        ":3: cache.memcached.servers[3]: invalid address \"[::1]:0\" (port must be a number "
+        "from 1 to 65535)",
+        ":4: cache.memcached.prefix: must be 1 to 64 visible ASCII characters (no spaces or "
+        "control characters), got \"\"",
+        ":5: cache.memcached.threads: must be between 1 and 64, got 65",
+        ":6: cache.memcached.queue: must be between 1 and 1000000, got 0",
+        ":7: cache.memcached.retry: must be between 1ms and 24h, got 1y",
+        ":8: cache.memcached.max_object_size: must be between 1k and 128m, got 129m",
+        ":9: cache.memcached.breaker_failures: must be between 1 and 1000, got 1001",
+        ":10: cache.memcached.timeout: expected a duration like \"2s\" or \"150ms\", got "
+        "\"1.5s\"",
+        NULL,
+    };
+    static const char *const want_many[] = {
+        /* Only the count: the servers are still read, so the route's
+         * memcached tier is not reported as unconfigured too. */
+        ":4: cache.memcached.servers: must list at most 64 items, got 65",
+        NULL,
+    };
+    expect_errors(DATA("bad-memcached.yaml"), want);
+    expect_errors(DATA("bad-memcached-servers.yaml"), want_many);
+}
+END_TEST
+
+START_TEST(test_err_invalidation)
+{
+    static const char *const want[] = {
+        ":2: invalidation.channel: must be 1 to 256 visible ASCII characters (no spaces or "
+        "control characters), got \"with space\"",
+        ":3: invalidation.broadcast: expected true or false, got \"maybe\"",
+        ":4: invalidation.node_id: must be 1 to 255 visible ASCII characters (no spaces or "
+        "control characters), got \"a\\tb\"",
+        ":7: invalidation.purge_allow[1]: \"10.0.0.1/8\" has bits set past its prefix length "
+        "(the block is 10.0.0.0/8)",
+        ":8: invalidation.purge_allow[2]: invalid prefix length in \"10.0.0.0/33\" (0 to 32 for "
+        "IPv4)",
+        ":9: invalidation.purge_allow[3]: invalid prefix length in \"::1/129\" (0 to 128 for "
+        "IPv6)",
+        ":10: invalidation.purge_allow[4]: invalid address block \"fe80::1%eth0\" (expected "
+        "ADDRESS or ADDRESS/BITS, like 10.0.0.0/8 or ::1)",
+        ":11: invalidation.purge_allow[5]: invalid address block \"10.1\" (expected ADDRESS or "
+        "ADDRESS/BITS, like 10.0.0.0/8 or ::1)",
+        ":12: invalidation.purge_allow[6]: invalid prefix length in \"192.168.1.1/\" (0 to 32 "
+        "for IPv4)",
+        ":13: invalidation.purge_allow[7]: duplicate address block \"10.0.0.0/8\"",
+        /* "::1" (line 14) is fine; the same block written out is not. */
+        ":15: invalidation.purge_allow[9]: duplicate address block \"0:0:0:0:0:0:0:1/128\"",
+        ":16: invalidation.purge_allow[10]: invalid address block \"/24\" (expected ADDRESS or "
+        "ADDRESS/BITS, like 10.0.0.0/8 or ::1)",
+        ":17: invalidation.purge_allow[11]: invalid prefix length in \"192.168.1.0/+24\" (0 to "
+        "32 for IPv4)",
+        /* A secret is never quoted back. */
+        ":18: invalidation.purge_token: must be 8 to 256 visible ASCII characters (no spaces or "
+        "control characters)",
+        ":19: invalidation.max_bans: must be between 1 and 100000, got 0",
+        NULL,
+    };
+    expect_errors(DATA("bad-invalidation.yaml"), want);
+}
+END_TEST
+
+START_TEST(test_err_tiers)
+{
+    static const char *const want[] = {
+        ":9: routes[0].cache.tiers: redis is not configured (cache.redis.address)",
+        ":13: routes[1].cache.tiers: memory must come first",
+        ":17: routes[2].cache.tiers: memory is required, and comes first",
+        ":21: routes[3].cache.tiers[1]: duplicate tier \"memory\"",
+        ":21: routes[3].cache.tiers[2]: unknown tier \"disk\" (known: memory, redis, memcached)",
+        ":21: routes[3].cache.tiers: redis is not configured (cache.redis.address)",
+        ":25: routes[4].cache.tiers: must not be an empty list",
+        ":29: routes[5].cache.tiers: expected a tier name or a list of them, got a mapping",
+        NULL,
+    };
+    expect_errors(DATA("bad-tiers.yaml"), want);
+}
+END_TEST
+
+START_TEST(test_err_rules)
+{
+    static const char *const want[] = {
+        ":8: routes[0].cache.invalidate[0].match: invalid pattern \"/api/products/{id\": "
+        "unclosed \"{\" at offset 14",
+        ":11: routes[0].cache.invalidate[1].methods[0]: GET is a safe method: rules apply to "
+        "writes",
+        ":11: routes[0].cache.invalidate[1].methods[1]: unknown method \"put\" (known: GET HEAD "
+        "POST PUT DELETE PATCH OPTIONS TRACE PURGE)",
+        ":11: routes[0].cache.invalidate[1].methods[3]: HEAD is a safe method: rules apply to "
+        "writes",
+        ":14: routes[0].cache.invalidate[1].purge[1]: invalid template \"/api/{kind}/{id}\": "
+        "unknown capture \"kind\" (the pattern has id)",
+        ":15: routes[0].cache.invalidate[1].purge[2]: must start with \"/\", got "
+        "\"api/products\"",
+        ":16: routes[0].cache.invalidate[1].purge[3]: duplicate template \"/api/products/{id}\"",
+        ":17: routes[0].cache.invalidate[1].tags[1]: invalid tag template \"a,b\" (visible "
+        "ASCII characters other than \",\")",
+        ":17: routes[0].cache.invalidate[1].tags[2]: invalid template \"p-{id\": unclosed "
+        "\"{\" at offset 2",
+        ":18: routes[0].cache.invalidate[2]: needs purge or tags (or both)",
+        ":19: routes[0].cache.invalidate[3].match: required key missing",
+        ":21: routes[0].cache.invalidate[4]: expected a mapping, got \"not a mapping\"",
+        ":22: routes[0].cache.invalidate[5].match: invalid pattern \"/{a}{b}\": two captures "
+        "in one path segment at offset 4",
+        ":24: routes[0].cache.invalidate[6]: needs purge or tags (or both)",
+        ":27: routes[0].cache.invalidate[6].methods: must not be an empty list",
+        ":31: routes[1].cache.invalidate: expected a list of rules, got a mapping",
+        NULL,
+    };
+    expect_errors(DATA("bad-rules.yaml"), want);
+}
+END_TEST
+
 START_TEST(test_err_null_errp)
 {
     /* err may be NULL when the caller only wants success or failure. */
@@ -790,7 +1146,7 @@ END_TEST
 START_TEST(test_quick_good)
 {
     char *err = (char *)"unset";
-    struct config *cfg = config_quick("http://127.0.0.1:8081", NULL, NULL, &err);
+    struct config *cfg = config_quick("http://127.0.0.1:8081", NULL, NULL, NULL, NULL, &err);
     const struct config_upstream *up;
     const struct config_route *r;
 
@@ -829,7 +1185,7 @@ START_TEST(test_quick_good)
     check_route_cache_default(&r->cache, true);
     config_unref(&cfg);
 
-    cfg = config_quick("http://localhost/", "127.0.0.1:18080", "127.0.0.1:19090", &err);
+    cfg = config_quick("http://localhost/", "127.0.0.1:18080", "127.0.0.1:19090", NULL, NULL, &err);
     ck_assert_msg(cfg != NULL, "%s", err);
     ck_assert_str_eq(cfg->upstreams[0].servers[0].text, "localhost:80");
     ck_assert_uint_eq(addr_port(&cfg->upstreams[0].servers[0]), 80);
@@ -838,7 +1194,7 @@ START_TEST(test_quick_good)
     check_addr(&cfg->admin, "127.0.0.1:19090", AF_INET, 19090);
     config_unref(&cfg);
 
-    cfg = config_quick("HTTP://[::1]:9000", "[::1]:18080", "off", &err);
+    cfg = config_quick("HTTP://[::1]:9000", "[::1]:18080", "off", NULL, NULL, &err);
     ck_assert_msg(cfg != NULL, "%s", err);
     check_addr(&cfg->upstreams[0].servers[0], "[::1]:9000", AF_INET6, 9000);
     ck_assert_str_eq(cfg->routes[0].host_rewrite, "[::1]:9000");
@@ -852,7 +1208,7 @@ static void
 expect_quick_error(const char *url, const char *listen, const char *admin, const char *want)
 {
     char *err = NULL;
-    struct config *cfg = config_quick(url, listen, admin, &err);
+    struct config *cfg = config_quick(url, listen, admin, NULL, NULL, &err);
 
     ck_assert_msg(cfg == NULL, "%s accepted", url);
     ck_assert_ptr_nonnull(err);
@@ -892,6 +1248,103 @@ START_TEST(test_quick_bad)
                        "upstream: expected a URL like http://HOST[:PORT], got \"gopher://x\"\n");
     expect_quick_error("http://127.0.0.1:8081", NULL, "127.0.0.1:8080",
                        "admin: same address as the traffic listener \"127.0.0.1:8080\"\n");
+}
+END_TEST
+
+START_TEST(test_quick_tiers)
+{
+    static const enum config_tier all[] = {CONFIG_TIER_MEMORY, CONFIG_TIER_REDIS,
+                                           CONFIG_TIER_MEMCACHED};
+    static const enum config_tier mc[] = {CONFIG_TIER_MEMORY, CONFIG_TIER_MEMCACHED};
+    static const enum config_tier rd[] = {CONFIG_TIER_MEMORY, CONFIG_TIER_REDIS};
+    char *err = (char *)"unset";
+    struct config *cfg = config_quick("http://127.0.0.1:8081", NULL, NULL, "127.0.0.1:6379",
+                                      "127.0.0.1:11211, [::1]:11212", &err);
+
+    ck_assert_msg(cfg != NULL, "%s", err);
+    ck_assert_ptr_null(err);
+    ck_assert(cfg->redis.enabled);
+    check_addr(&cfg->redis.addr, "127.0.0.1:6379", AF_INET, 6379);
+    check_redis_default_keys(&cfg->redis);
+    ck_assert(cfg->memcached.enabled);
+    ck_assert_uint_eq(cfg->memcached.nservers, 2);
+    check_addr(&cfg->memcached.servers[0], "127.0.0.1:11211", AF_INET, 11211);
+    check_addr(&cfg->memcached.servers[1], "[::1]:11212", AF_INET6, 11212);
+    check_memcached_default_keys(&cfg->memcached);
+    check_invalidation_default(&cfg->invalidation);
+    check_tiers(&cfg->routes[0].cache, all, 3);
+    ck_assert(cfg->routes[0].cache.enabled);
+    ck_assert_uint_eq(cfg->routes[0].cache.nrules, 0);
+    config_unref(&cfg);
+
+    cfg = config_quick("http://127.0.0.1:8081", NULL, NULL, NULL, "localhost:11211", &err);
+    ck_assert_msg(cfg != NULL, "%s", err);
+    ck_assert(!cfg->redis.enabled);
+    ck_assert_uint_eq(cfg->memcached.nservers, 1);
+    check_tiers(&cfg->routes[0].cache, mc, 2);
+    config_unref(&cfg);
+
+    cfg = config_quick("http://127.0.0.1:8081", NULL, NULL, "[::1]:6379", NULL, &err);
+    ck_assert_msg(cfg != NULL, "%s", err);
+    check_addr(&cfg->redis.addr, "[::1]:6379", AF_INET6, 6379);
+    ck_assert(!cfg->memcached.enabled);
+    check_tiers(&cfg->routes[0].cache, rd, 2);
+    config_unref(&cfg);
+}
+END_TEST
+
+static void
+expect_quick_tier_error(const char *redis, const char *memcached, const char *want)
+{
+    char *err = NULL;
+    struct config *cfg = config_quick("http://127.0.0.1:8081", NULL, NULL, redis, memcached, &err);
+
+    ck_assert_msg(cfg == NULL, "%s / %s accepted", redis, memcached);
+    ck_assert_ptr_nonnull(err);
+    ck_assert_str_eq(err, want);
+    free(err);
+}
+
+START_TEST(test_quick_tiers_bad)
+{
+    char many[65 * 24], want[256];
+    size_t off = 0;
+
+    expect_quick_tier_error("localhost", NULL,
+                            "redis: invalid address \"localhost\" (expected HOST:PORT)\n");
+    expect_quick_tier_error("127.0.0.1:0", NULL,
+                            "redis: invalid address \"127.0.0.1:0\" (port must be a number from "
+                            "1 to 65535)\n");
+    expect_quick_tier_error(NULL, "127.0.0.1:11211,,127.0.0.1:11212",
+                            "memcached: empty server in \"127.0.0.1:11211,,127.0.0.1:11212\" "
+                            "(expected HOST:PORT[,...])\n");
+    expect_quick_tier_error(NULL, "127.0.0.1:11211,",
+                            "memcached: empty server in \"127.0.0.1:11211,\" (expected "
+                            "HOST:PORT[,...])\n");
+    expect_quick_tier_error(NULL, "",
+                            "memcached: empty server in \"\" (expected HOST:PORT[,...])\n");
+    expect_quick_tier_error(NULL, "127.0.0.1:11211,127.0.0.1:11211",
+                            "memcached: duplicate address \"127.0.0.1:11211\"\n");
+    expect_quick_tier_error(NULL, "127.0.0.1:11211,[::1]",
+                            "memcached: invalid address \"[::1]\" (expected HOST:PORT)\n");
+    snprintf(want, sizeof(want), "memcached: cannot resolve \"nohost.invalid:11211\": %s\n",
+             invalid_name_reason());
+    expect_quick_tier_error(NULL, "nohost.invalid:11211", want);
+    for (int i = 0; i < 65; i++)
+        off += (size_t)snprintf(many + off, sizeof(many) - off, "%s127.0.0.1:%d", i ? "," : "",
+                                20000 + i);
+    expect_quick_tier_error(NULL, many, "memcached: at most 64 servers, got 65\n");
+    /* Every bad item of the list. */
+    expect_quick_tier_error(NULL, "x, 127.0.0.1:11211,,127.0.0.1:11211 ,y",
+                            "memcached: invalid address \"x\" (expected HOST:PORT)\n"
+                            "memcached: empty server in \"x, 127.0.0.1:11211,,127.0.0.1:11211 "
+                            ",y\" (expected HOST:PORT[,...])\n"
+                            "memcached: duplicate address \"127.0.0.1:11211\"\n"
+                            "memcached: invalid address \"y\" (expected HOST:PORT)\n");
+    /* Both at once: redis, then memcached. */
+    expect_quick_tier_error("x", "y",
+                            "redis: invalid address \"x\" (expected HOST:PORT)\n"
+                            "memcached: invalid address \"y\" (expected HOST:PORT)\n");
 }
 END_TEST
 
@@ -987,6 +1440,47 @@ START_TEST(test_reference)
         "\nroutes[].cache.strip_headers: header name, or a list; default [X-Forwarded-Host, "
         "X-Forwarded-Server, X-Forwarded-Port, X-Forwarded-Scheme, X-Original-URL, "
         "X-Rewrite-URL, X-HTTP-Method-Override, X-HTTP-Method, X-Method-Override]\n    ",
+        "\ncache.redis: mapping\n    ",
+        "\ncache.redis.address: HOST:PORT; optional\n    ",
+        "\ncache.redis.password: string; optional\n    ",
+        "\ncache.redis.db: integer 0..15; default 0\n    ",
+        "\ncache.redis.prefix: string of 1..64 visible ASCII characters; default tc:\n    ",
+        "\ncache.redis.connect_timeout: duration 1ms..24h; default 200ms\n    ",
+        "\ncache.redis.timeout: duration 1ms..24h; default 50ms\n    ",
+        "\ncache.redis.backoff_min: duration 1ms..24h; default 100ms\n    ",
+        "\ncache.redis.backoff_max: duration 1ms..24h; default 5s\n    ",
+        "\ncache.redis.max_object_size: size 1k..512m; default 8m\n    ",
+        "\ncache.redis.breaker_failures: integer 1..1000; default 3\n    ",
+        "\ncache.redis.breaker_cooldown: duration 1ms..24h; default 1s\n    ",
+        "\ncache.memcached: mapping\n    ",
+        "\ncache.memcached.servers: HOST:PORT, or a list of at most 64; default []\n    ",
+        "\ncache.memcached.prefix: string of 1..64 visible ASCII characters; default tc:\n    ",
+        "\ncache.memcached.connect_timeout: duration 1ms..24h; default 200ms\n    ",
+        "\ncache.memcached.timeout: duration 1ms..24h; default 50ms\n    ",
+        "\ncache.memcached.threads: integer 1..64; default 4\n    ",
+        "\ncache.memcached.queue: integer 1..1000000; default 1024\n    ",
+        "\ncache.memcached.retry: duration 1ms..24h; default 1s\n    ",
+        "\ncache.memcached.max_object_size: size 1k..128m; default 1000k\n    ",
+        "\ncache.memcached.breaker_failures: integer 1..1000; default 3\n    ",
+        "\ncache.memcached.breaker_cooldown: duration 1ms..24h; default 1s\n    ",
+        "\ninvalidation: mapping\n    ",
+        "\ninvalidation.channel: string of 1..256 visible ASCII characters; default "
+        "tailcache:invalidate\n    ",
+        "\ninvalidation.broadcast: true | false; default true\n    ",
+        "\ninvalidation.node_id: \"auto\" or string of 1..255 visible ASCII characters; default "
+        "auto\n    ",
+        "\ninvalidation.purge_allow: address block, or a list; default [127.0.0.1/32, "
+        "::1/128]\n    ",
+        "\ninvalidation.purge_token: string of 8..256 visible ASCII characters; optional\n    ",
+        "\ninvalidation.max_bans: integer 1..100000; default 1000\n    ",
+        "\nroutes[].cache.tiers: list of memory, redis, memcached; default: memory, then redis "
+        "and memcached when configured\n    ",
+        "\nroutes[].cache.invalidate: list of rules; optional\n    ",
+        "\nroutes[].cache.invalidate[].methods: method, or a list; default [POST, PUT, PATCH, "
+        "DELETE]\n    ",
+        "\nroutes[].cache.invalidate[].match: path pattern; required\n    ",
+        "\nroutes[].cache.invalidate[].purge: path template, or a list; default []\n    ",
+        "\nroutes[].cache.invalidate[].tags: tag template, or a list; default []\n    ",
     };
     char *text = NULL;
     size_t len = 0;
@@ -1012,6 +1506,7 @@ config_suite(void)
         {"defaults", test_defaults},
         {"full", test_full},
         {"cache_full", test_cache_full},
+        {"tiers_full", test_tiers_full},
         {"regex_jit", test_regex_jit},
         {"flow_style_and_off", test_flow_style_and_off},
         {"shipped_conf", test_shipped_conf},
@@ -1032,9 +1527,17 @@ config_suite(void)
         {"err_syntax", test_err_syntax},
         {"err_misc", test_err_misc},
         {"err_many", test_err_many},
+        {"err_redis", test_err_redis},
+        {"err_backoff", test_err_backoff},
+        {"err_memcached", test_err_memcached},
+        {"err_invalidation", test_err_invalidation},
+        {"err_tiers", test_err_tiers},
+        {"err_rules", test_err_rules},
         {"err_null_errp", test_err_null_errp},
         {"quick_good", test_quick_good},
         {"quick_bad", test_quick_bad},
+        {"quick_tiers", test_quick_tiers},
+        {"quick_tiers_bad", test_quick_tiers_bad},
         {"refcount", test_refcount},
         {"log_level_name", test_log_level_name},
         {"reference", test_reference},

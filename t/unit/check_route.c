@@ -257,7 +257,7 @@ END_TEST
 
 START_TEST(test_quick_config_matches_all)
 {
-    struct config *q = config_quick("http://127.0.0.1:8081", NULL, NULL, NULL);
+    struct config *q = config_quick("http://127.0.0.1:8081", NULL, NULL, NULL, NULL, NULL);
     const struct config_route *r;
 
     ck_assert_ptr_nonnull(q);
