@@ -72,6 +72,14 @@ struct config_cache_key {
     size_t ncookies;
 };
 
+/* The cache layers a route looks up, in order. */
+enum config_tier {
+    CONFIG_TIER_MEMORY,
+    CONFIG_TIER_REDIS,
+    CONFIG_TIER_MEMCACHED,
+};
+#define CONFIG_TIERS_MAX 3
+
 /*
  * A route's cache settings (routes[].cache). Durations in whole seconds
  * (milliseconds in the file are rounded down), 0..1 year. Header names are
@@ -97,14 +105,6 @@ struct config_route_cache {
     struct config_inval_rule *rules;
     size_t nrules;
 };
-
-/* The cache layers a route looks up, in order. */
-enum config_tier {
-    CONFIG_TIER_MEMORY,
-    CONFIG_TIER_REDIS,
-    CONFIG_TIER_MEMCACHED,
-};
-#define CONFIG_TIERS_MAX 3
 
 /* A rule applied when a matching write succeeds (routes[].cache.invalidate). */
 struct config_inval_rule {
