@@ -98,11 +98,14 @@ START_TEST(test_prometheus_export)
     ck_assert_ptr_nonnull(strstr(t, "\ntailcache_requests_total 9\n"));
     ck_assert_ptr_nonnull(strstr(t, "# TYPE tailcache_connections_active gauge\n"));
     ck_assert_ptr_nonnull(strstr(t, "\ntailcache_connections_active 5\n"));
-    /* Every counter has HELP and TYPE lines. */
-    size_t helps = 0;
+    /* Every counter and histogram has HELP and TYPE lines. */
+    size_t helps = 0, hists = 0;
     for (const char *p = t; (p = strstr(p, "# HELP ")) != NULL; p++)
         helps++;
-    ck_assert_uint_eq(helps, stats_count());
+    for (const char *p = t; (p = strstr(p, " histogram\n")) != NULL; p++)
+        hists++;
+    ck_assert_uint_eq(hists, 2);
+    ck_assert_uint_eq(helps, stats_count() + hists);
     free(t);
     evbuffer_free(b);
 }
