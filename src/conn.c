@@ -468,6 +468,7 @@ conn_respond(struct conn *c, int status, const char *type, const char *body, siz
     x->status = status;
     x->resp_started = true;
     x->resp_done = true;
+    x->body_bytes = c->req.method_id == HTTP_M_HEAD ? 0 : len;
     http_write_simple(bufferevent_get_output(c->bev), status, c->close_after,
                       c->req.method_id == HTTP_M_HEAD, type, body, len,
                       "Cache-Control: no-store\r\n");

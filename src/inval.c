@@ -81,10 +81,30 @@ inval_match(void *arg, struct obj *o)
     return hit;
 }
 
+/* True when some route adds header or cookie parts to its keys: only
+ * then can a URL have entries under keys other than its primary key. */
+static bool
+inval_keys_have_parts(const struct config *cfg)
+{
+    for (size_t i = 0; i < cfg->nroutes; i++)
+        if (cfg->routes[i].cache.key.nheaders > 0 || cfg->routes[i].cache.key.ncookies > 0)
+            return true;
+    return false;
+}
+
 static size_t
 inval_sweep(struct inval *iv, struct ban *b)
 {
-    size_t n = cache_sweep(iv->cache, inval_key_filter, inval_match, b);
+    size_t n;
+    if (ban_kind_of(b) == BAN_URL && !inval_keys_have_parts(iv->cfg)) {
+        /* One key: the response, or the Vary marker whose removal makes
+         * every variant unreachable. No walk of the index needed. */
+        size_t len;
+        const char *k = ban_arg(b, &len);
+        n = cache_remove(iv->cache, k, len, cache_hash(k, len), NULL) ? 1 : 0;
+    } else {
+        n = cache_sweep(iv->cache, inval_key_filter, inval_match, b);
+    }
     iv->st.inval_requests++;
     iv->st.inval_removed += n;
     return n;
