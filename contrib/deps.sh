@@ -11,8 +11,8 @@ pkgs="gcc make autoconf automake pkg-config libevent-dev libssl-dev libhiredis-d
 libmemcached-dev libyaml-dev libpcre2-dev libxxhash-dev check"
 case "$kind" in
 build) ;;
-test) pkgs="$pkgs python3 curl procps redis-server" ;;
-bench) pkgs="$pkgs python3 curl procps redis-server wrk nginx-light" ;;
+test) pkgs="$pkgs python3 curl procps redis-server memcached" ;;
+bench) pkgs="$pkgs python3 curl procps redis-server memcached wrk nginx-light" ;;
 *) echo "usage: $0 build|test|bench" >&2; exit 2 ;;
 esac
 

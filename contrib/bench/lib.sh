@@ -11,6 +11,8 @@
 #   HZ                clock ticks per second (bench_logdir sets it)
 #   THREADS, CONNS    wrk -t and -c (run_wrk)
 #   DURATION          seconds per measured wrk run (measure)
+#   WRK_SCRIPT        optional Lua script measure passes to wrk (-s), e.g.
+#                     to spread requests over many keys
 #   KEEP_LOGS         1 keeps LOGDIR on exit
 #   WRK_PID           the load generator running now (run_wrk sets it; a
 #                     script running another client in the background
@@ -212,7 +214,8 @@ measure() {
     local url=$1 pid=$2 other=${3:-} b0 b1 o0=0 o1=0 out
     b0=$(cpu_ticks "$pid")
     [[ -z $other ]] || o0=$(cpu_ticks "$other")
-    run_wrk "$DURATION" --latency "$url"
+    # shellcheck disable=SC2086 # two words, -s and the path, or none
+    run_wrk "$DURATION" --latency ${WRK_SCRIPT:+-s "$WRK_SCRIPT"} "$url"
     out=$(cat "$LOGDIR/wrk.out")
     b1=$(cpu_ticks "$pid")
     [[ -z $other ]] || o1=$(cpu_ticks "$other")

@@ -15,7 +15,16 @@ What is here:
   - Origin.handle(path, fn) with Reply: per-test responses (any status and
     headers, delays, paced or cut bodies, dropped connections), e.g. for
     the cache tests; run_parallel / concurrent_requests: bounded bursts of
-    simultaneous requests.
+    simultaneous requests;
+  - RedisServer and Memcached: real redis-server / memcached processes on
+    free loopback ports for the shared cache tiers, with start/stop/kill
+    (SIGKILL)/pause (SIGSTOP)/resume/restart on the same port, and small
+    clients to look inside them (RESP cmd(), KEYS, SUBSCRIBE; memcached
+    stats, metadump keys, get); Tailcache.restart() empties the memory
+    cache while the tiers keep their contents;
+  - LoadGen (http.client, for reloads) and LoadGenerator (RawClient, per
+    request status, Cache-Status and latency: failures, p99, max), for
+    faults injected under load.
 
 Rules every helper keeps: loopback only; every wait is bounded in time;
 every loop is bounded in count or time.  Everything a test starts is
@@ -38,6 +47,7 @@ origin and raw client against each other without tailcache.
 
 import ctypes
 import json
+import math
 import os
 import re
 import signal
@@ -241,7 +251,21 @@ def cleanup_all():
     with _live_lock:
         objs = list(_live)
         _live.clear()
-    # Origins first: in-flight upstream connections then fail fast, so a
+    # Load generators stop first (their failures no longer matter), and a
+    # helper server a test left SIGSTOPped is woken, so that no tailcache
+    # waits on a stalled Redis or memcached while it shuts down.
+    for o in objs:
+        if isinstance(o, LoadGenerator):
+            try:
+                o.stop(timeout=5)
+            except Exception:
+                pass
+        elif isinstance(o, _ServerProcess):
+            try:
+                o.resume()
+            except Exception:
+                pass
+    # Origins next: in-flight upstream connections then fail fast, so a
     # tailcache stopped next has nothing left to drain.
     for o in objs:
         if isinstance(o, Origin):
@@ -256,6 +280,13 @@ def cleanup_all():
             except Exception:
                 pass
             problems.extend(o.sanitizer_problems())
+    # Redis, memcached and subscribers last: tailcache may use them until it exits.
+    for o in reversed(objs):
+        if isinstance(o, (_ServerProcess, RedisSubscriber)):
+            try:
+                o._cleanup()
+            except Exception:
+                pass
     return problems
 
 
@@ -505,6 +536,13 @@ class Tailcache:
             assert rc == 0, "tailcache exited with status %s:\n%s" % (rc, tail(self.stderr_path))
         return rc
 
+    def restart(self, timeout=None):
+        """Stops the process (asserting a clean exit) and starts it again
+        with the same command line and config, on the same ports: its memory
+        cache is empty afterwards, the shared tiers are not."""
+        self.stop()
+        return self.start(timeout=timeout)
+
     def sanitizer_problems(self):
         text = read_text(self.stderr_path)
         marks = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
@@ -531,6 +569,18 @@ class Tailcache:
     def admin_get(self, path, timeout=5.0):
         assert self.admin_port, "admin listener is off"
         return request(self.admin_port, "GET", path, timeout=timeout)
+
+    def admin_request(self, method, path, body=None, headers=None, timeout=5.0):
+        """One request to the admin listener (a POST gets Content-Length: 0
+        when body is None)."""
+        assert self.admin_port, "admin listener is off"
+        if body is None and method in ("POST", "PUT", "PATCH"):
+            body = b""
+        return request(self.admin_port, method, path, body=body, headers=headers,
+                       timeout=timeout)
+
+    def admin_post(self, path, timeout=5.0):
+        return self.admin_request("POST", path, timeout=timeout)
 
     def stats(self):
         r = self.admin_get("/stats")
@@ -1791,3 +1841,710 @@ class LoadGen:
     def summary(self):
         return "%d ok, %d failed, %d reconnects, by origin %s" % (
             self.done, self.failed, self.reconnects, self.by_origin)
+
+
+# --------------------------------------------------------------------------
+# shared cache tiers: redis-server and memcached processes
+
+REDIS_SERVER = os.environ.get("TC_REDIS_SERVER") or "/usr/bin/redis-server"
+MEMCACHED = os.environ.get("TC_MEMCACHED") or "/usr/bin/memcached"
+
+
+class _ServerProcess:
+    """A helper server process on a fixed loopback port (the base of
+    RedisServer and Memcached).
+
+    start() waits (bounded) until ready() says the server answers; stop()
+    is SIGTERM then, after a bounded wait, SIGKILL; kill() is SIGKILL;
+    pause()/resume() are SIGSTOP/SIGCONT (a stalled server: connections are
+    accepted by the kernel, nothing is answered); restart() starts it again
+    on the same port. The port is chosen at construction, so a test can
+    point tailcache at a server that is not started yet. Output goes to
+    self.log_path. Registered for cleanup_all()."""
+
+    exe = None
+    kind = "server"
+    package = None
+
+    def __init__(self, port=None, name=None):
+        self.port = port or free_port()
+        self.name = name or self.kind
+        self.dir = new_dir(self.name)
+        self.log_path = os.path.join(self.dir, "log")
+        self.proc = None
+        self.paused = False
+        self.starts = 0
+        _register(self)
+
+    @property
+    def addr(self):
+        return addr(self.port)
+
+    @property
+    def pid(self):
+        return self.proc.pid if self.proc else None
+
+    def command(self):
+        raise NotImplementedError
+
+    def ready(self):
+        """True when the server answers a trivial command right now."""
+        raise NotImplementedError
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self, timeout=10.0):
+        assert not self.alive(), "%s is already running (pid %d)" % (self.name, self.proc.pid)
+        if not os.access(self.exe, os.X_OK):
+            raise AssertionError("%s not found at %s (apt-get install %s)"
+                                 % (self.kind, self.exe, self.package))
+        log = open(self.log_path, "ab")
+        try:
+            self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=log,
+                                         stderr=subprocess.STDOUT, cwd=self.dir,
+                                         preexec_fn=_child_setup)
+        finally:
+            log.close()
+        self.paused = False
+        self.starts += 1
+        deadline = time.monotonic() + timeout
+        while True:
+            rc = self.proc.poll()
+            if rc is not None:
+                raise AssertionError("%s exited with status %s during start-up:\n%s"
+                                     % (self.name, rc, tail(self.log_path)))
+            if self.ready():
+                return self
+            if time.monotonic() >= deadline:
+                raise AssertionError("%s did not answer on port %d within %.0fs:\n%s"
+                                     % (self.name, self.port, timeout, tail(self.log_path)))
+            time.sleep(0.02)
+
+    def stop(self, timeout=5.0):
+        """SIGTERM (after SIGCONT if paused), a bounded wait, then SIGKILL.
+        Returns the exit status (None if it was not running)."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.resume()
+            try:
+                self.proc.terminate()
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        return self.proc.returncode
+
+    def kill(self):
+        """SIGKILL, and reaps it: the port refuses connections afterwards."""
+        assert self.alive(), "%s is not running" % self.name
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+        self.paused = False
+
+    def pause(self):
+        """SIGSTOP: the server stalls (the kernel still completes handshakes)."""
+        assert self.alive(), "%s is not running" % self.name
+        os.kill(self.proc.pid, signal.SIGSTOP)
+        self.paused = True
+
+    def resume(self):
+        """SIGCONT (a no-op unless paused)."""
+        if self.paused and self.alive():
+            os.kill(self.proc.pid, signal.SIGCONT)
+        self.paused = False
+
+    def restart(self, timeout=10.0):
+        """Stops it if running, then starts it again on the same port."""
+        if self.alive():
+            self.stop()
+        return self.start(timeout=timeout)
+
+    def _cleanup(self):
+        self.stop()
+
+    def _connect(self, timeout):
+        s = socket.create_connection((LOOPBACK, self.port), timeout=timeout)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return s
+
+
+class RedisError(Exception):
+    """An error reply from Redis (-ERR ...)."""
+
+
+def _resp_command(args):
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        if isinstance(a, bytes):
+            b = a
+        elif isinstance(a, (int, float)):
+            b = str(a).encode()
+        else:
+            b = str(a).encode("utf-8")
+        out.append(b"$%d\r\n%s\r\n" % (len(b), b))
+    return b"".join(out)
+
+
+class _RespReader:
+    """Reads RESP2 replies from a socket (bounded by its timeout)."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.buf = bytearray()
+
+    def _fill(self):
+        try:
+            d = self.sock.recv(256 * KiB)
+        except socket.timeout:
+            raise TimeoutError("no answer from redis")
+        if not d:
+            raise ConnectionError("redis closed the connection")
+        self.buf += d
+
+    def _line(self):
+        while True:
+            i = self.buf.find(b"\r\n")
+            if i >= 0:
+                line = bytes(self.buf[:i])
+                del self.buf[:i + 2]
+                return line
+            self._fill()
+
+    def _exact(self, n):
+        while len(self.buf) < n + 2:
+            self._fill()
+        data = bytes(self.buf[:n])
+        del self.buf[:n + 2]
+        return data
+
+    def reply(self):
+        """One reply: str (+simple), int (:), bytes or None ($), list or
+        None (*); an error reply (-) is returned as a RedisError instance."""
+        line = self._line()
+        t, rest = line[:1], line[1:]
+        if t == b"+":
+            return rest.decode("utf-8", "replace")
+        if t == b"-":
+            return RedisError(rest.decode("utf-8", "replace"))
+        if t == b":":
+            return int(rest)
+        if t == b"$":
+            n = int(rest)
+            return None if n < 0 else self._exact(n)
+        if t == b"*":
+            n = int(rest)
+            return None if n < 0 else [self.reply() for _ in range(n)]
+        raise ProtocolError("bad RESP reply line %r" % line[:100])
+
+
+class RedisServer(_ServerProcess):
+    """Debian's redis-server on a free loopback port, without persistence
+    (--save '' --appendonly no: a restart comes back empty), optionally with
+    requirepass.
+
+    cmd("KEYS", "tc:*") speaks RESP on a new connection (AUTH first when a
+    password is set) and returns the reply: str for a status, int, bytes
+    for a bulk string, None for nil, a list for an array; an error reply
+    raises RedisError. cmds([...]) runs several commands on one connection
+    and returns their replies, errors as RedisError values. Every call is
+    bounded by timeout (seconds): a paused server raises TimeoutError."""
+
+    exe = REDIS_SERVER
+    kind = "redis"
+    package = "redis-server"
+
+    def __init__(self, port=None, password=None, name=None, extra_args=()):
+        super().__init__(port=port, name=name)
+        self.password = password
+        self.extra_args = list(extra_args)
+
+    def command(self):
+        cmd = [self.exe, "--port", str(self.port), "--bind", LOOPBACK, "--save", "",
+               "--appendonly", "no", "--dir", self.dir, "--daemonize", "no",
+               "--logfile", "", "--loglevel", "notice"]
+        if self.password is not None:
+            cmd += ["--requirepass", self.password]
+        return cmd + self.extra_args
+
+    def ready(self):
+        return self.ping(timeout=0.5)
+
+    def ping(self, timeout=1.0):
+        try:
+            return self.cmd("PING", timeout=timeout) == "PONG"
+        except (OSError, RedisError, ProtocolError, ValueError):
+            return False
+
+    def cmds(self, commands, timeout=2.0):
+        """Runs each command (a list of arguments) on one connection;
+        returns the replies in order, error replies as RedisError values."""
+        s = self._connect(timeout)
+        try:
+            rd = _RespReader(s)
+            if self.password is not None:
+                s.sendall(_resp_command(["AUTH", self.password]))
+                r = rd.reply()
+                if isinstance(r, RedisError):
+                    raise r
+            s.sendall(b"".join(_resp_command(c) for c in commands))
+            return [rd.reply() for _ in commands]
+        finally:
+            s.close()
+
+    def cmd(self, *args, timeout=2.0):
+        r = self.cmds([args], timeout=timeout)[0]
+        if isinstance(r, RedisError):
+            raise r
+        return r
+
+    def keys(self, pattern="*", timeout=2.0):
+        """Sorted key names (bytes) matching pattern (KEYS: test use only)."""
+        return sorted(self.cmd("KEYS", pattern, timeout=timeout))
+
+    def dbsize(self):
+        return self.cmd("DBSIZE")
+
+    def flushall(self):
+        return self.cmd("FLUSHALL")
+
+    def find(self, needle, pattern="*", timeout=5.0):
+        """Keys matching pattern whose name or string value contains needle
+        (bytes or str); keys of other types are looked at by name only."""
+        if isinstance(needle, str):
+            needle = needle.encode("utf-8")
+        names = self.keys(pattern, timeout=timeout)
+        if not names:
+            return []
+        vals = self.cmds([["GET", k] for k in names], timeout=timeout)
+        return [k for k, v in zip(names, vals)
+                if needle in k or (isinstance(v, bytes) and needle in v)]
+
+    def subscribe(self, channel, timeout=5.0):
+        """A RedisSubscriber collecting the messages published on channel."""
+        return RedisSubscriber(self, channel, timeout=timeout)
+
+
+class RedisSubscriber:
+    """SUBSCRIBEs to one channel on its own connection and thread; every
+    message's payload (bytes) is appended to .messages with its monotonic
+    arrival time in .times (at most max_messages kept). stop() closes it.
+    Registered for cleanup_all()."""
+
+    def __init__(self, redis, channel, timeout=5.0, max_messages=10000):
+        self.channel = channel
+        self.messages = []
+        self.times = []
+        self.max_messages = max_messages
+        self.error = None
+        self._stop = threading.Event()
+        self.sock = redis._connect(timeout)
+        rd = _RespReader(self.sock)
+        if redis.password is not None:
+            self.sock.sendall(_resp_command(["AUTH", redis.password]))
+            r = rd.reply()
+            if isinstance(r, RedisError):
+                raise r
+        self.sock.sendall(_resp_command(["SUBSCRIBE", channel]))
+        r = rd.reply()
+        if not (isinstance(r, list) and r and r[0] == b"subscribe"):
+            raise ProtocolError("SUBSCRIBE answered %r" % (r,))
+        self._rd = rd
+        self.sock.settimeout(0.2)
+        self._t = threading.Thread(target=self._run, daemon=True, name="redis-sub")
+        self._t.start()
+        _register(self)
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                r = self._rd.reply()
+            except TimeoutError:
+                continue
+            except Exception as e:  # the server went away: keep what we have
+                self.error = e
+                return
+            if isinstance(r, list) and len(r) == 3 and r[0] == b"message":
+                if len(self.messages) < self.max_messages:
+                    self.messages.append(r[2])
+                    self.times.append(time.monotonic())
+
+    def wait_messages(self, n, timeout=5.0):
+        wait_for(lambda: len(self.messages) >= n, timeout,
+                 msg="%d messages on redis channel %s (have %d)"
+                 % (n, self.channel, len(self.messages)))
+        return self.messages
+
+    def stop(self):
+        self._stop.set()
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        self._t.join(timeout=2)
+
+    def _cleanup(self):
+        self.stop()
+
+
+class Memcached(_ServerProcess):
+    """Debian's memcached on a free loopback port (-l 127.0.0.1 -U 0 -u root
+    -m MB). stats() returns the text protocol's "stats" as a dict (numbers
+    as int); keys() lists the live keys (lru_crawler metadump), get(key)
+    reads one value, find(needle) the keys whose name or value contains
+    needle. Every call opens its own connection, bounded by timeout."""
+
+    exe = MEMCACHED
+    kind = "memcached"
+    package = "memcached"
+
+    def __init__(self, port=None, memory_mb=64, name=None, extra_args=()):
+        super().__init__(port=port, name=name)
+        self.memory_mb = memory_mb
+        self.extra_args = list(extra_args)
+
+    def command(self):
+        return [self.exe, "-l", LOOPBACK, "-p", str(self.port), "-U", "0", "-u", "root",
+                "-m", str(self.memory_mb)] + self.extra_args
+
+    def ready(self):
+        try:
+            return "pid" in self.stats(timeout=0.5)
+        except (OSError, ProtocolError, ValueError):
+            return False
+
+    def _text(self, line, end=b"END\r\n", timeout=2.0):
+        """Sends one text-protocol command line and reads until a line
+        equal to end; returns the bytes before it. An error line (ERROR,
+        CLIENT_ERROR, SERVER_ERROR, BUSY) as the first line raises
+        ProtocolError."""
+        if isinstance(line, str):
+            line = line.encode("utf-8")
+        s = self._connect(timeout)
+        try:
+            s.sendall(line + b"\r\n")
+            buf = bytearray()
+            while True:
+                nl = buf.find(b"\r\n")
+                if nl >= 0:
+                    first = bytes(buf[:nl])
+                    if first.split(b" ")[0] in (b"ERROR", b"CLIENT_ERROR", b"SERVER_ERROR",
+                                                  b"BUSY"):
+                        raise ProtocolError("memcached answered %r to %r" % (first[:200],
+                                                                             line[:100]))
+                    # metadump ends its lines with a bare LF
+                    if buf == end or buf.endswith(b"\n" + end):
+                        return bytes(buf[:-len(end)])
+                try:
+                    d = s.recv(256 * KiB)
+                except socket.timeout:
+                    raise TimeoutError("no answer from memcached to %r" % line[:100])
+                if not d:
+                    raise ConnectionError("memcached closed the connection")
+                buf += d
+        finally:
+            s.close()
+
+    def stats(self, timeout=2.0):
+        out = {}
+        for line in self._text("stats", timeout=timeout).decode("latin-1").splitlines():
+            parts = line.split(" ", 2)
+            if len(parts) == 3 and parts[0] == "STAT":
+                v = parts[2]
+                try:
+                    out[parts[1]] = int(v)
+                except ValueError:
+                    out[parts[1]] = v
+        return out
+
+    def curr_items(self):
+        return self.stats()["curr_items"]
+
+    def _metadump(self, timeout):
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                text = self._text("lru_crawler metadump all", timeout=timeout)
+                break
+            except ProtocolError as e:
+                # BUSY: a crawl is running; try again, bounded.
+                if "BUSY" not in str(e) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.02)
+        out = set()
+        for line in text.split(b"\n"):
+            line = line.rstrip(b"\r")
+            if line.startswith(b"key="):
+                k = line.split(b" ", 1)[0][4:]
+                out.add(urllib.parse.unquote_to_bytes(k))
+        return out
+
+    def keys(self, timeout=5.0, settle=2.0):
+        """Names (bytes) of the live items, from lru_crawler metadump.
+
+        One crawl can miss items that a get just moved between the
+        segmented LRU's queues, so crawls are repeated (20 ms apart, for
+        at most settle seconds) until they have seen curr_items keys."""
+        want = self.curr_items()
+        seen = self._metadump(timeout)
+        deadline = time.monotonic() + settle
+        while len(seen) < want and time.monotonic() < deadline:
+            time.sleep(0.02)
+            seen |= self._metadump(timeout)
+        return sorted(seen)
+
+    def get(self, key, timeout=2.0):
+        """The value of key (bytes), or None."""
+        if isinstance(key, str):
+            key = key.encode("utf-8")
+        s = self._connect(timeout)
+        try:
+            s.sendall(b"get " + key + b"\r\n")
+            buf = bytearray()
+
+            def need(n):
+                while len(buf) < n:
+                    try:
+                        d = s.recv(256 * KiB)
+                    except socket.timeout:
+                        raise TimeoutError("no answer from memcached to get")
+                    if not d:
+                        raise ConnectionError("memcached closed the connection")
+                    buf.extend(d)
+            while b"\r\n" not in buf:
+                need(len(buf) + 1)
+            head = bytes(buf[:buf.index(b"\r\n")])
+            if head == b"END":
+                return None
+            parts = head.split()
+            if len(parts) < 4 or parts[0] != b"VALUE":
+                raise ProtocolError("memcached answered %r to get" % head[:200])
+            n = int(parts[3])
+            off = len(head) + 2
+            need(off + n + 2 + 5)
+            return bytes(buf[off:off + n])
+        finally:
+            s.close()
+
+    def find(self, needle, timeout=5.0):
+        """Keys whose name or value contains needle (bytes or str)."""
+        if isinstance(needle, str):
+            needle = needle.encode("utf-8")
+        found = []
+        for k in self.keys(timeout=timeout):
+            if needle in k:
+                found.append(k)
+                continue
+            v = self.get(k, timeout=timeout)
+            if v is not None and needle in v:
+                found.append(k)
+        return found
+
+    def flush_all(self):
+        return self._text("flush_all", end=b"OK\r\n")
+
+
+# --------------------------------------------------------------------------
+# load generator with per-request latency (RawClient, keep-alive)
+
+class LoadGenerator:
+    """threads threads issue GETs over keep-alive RawClient connections
+    until stop(), max_seconds or max_requests (in total), whichever comes
+    first; every request is recorded.
+
+    targets: a list of request targets, each thread picking from it at
+    random (random.Random(seed + thread)), or a callable(rng) -> target.
+    check(target, response) may return an error message for a response
+    that is wrong in a way the status does not show (a body for another
+    target, a short body).
+
+    Recorded per request (self.records, in completion order): (t_start,
+    latency, status or None, Cache-Status or the error text). A failure is
+    an exception (after the retry below), a status outside 2xx, or a check
+    message; failed counts them and failures keeps the first 20 messages.
+    Like any HTTP client, a request that finds its reused connection closed
+    before any response byte is retried once on a new connection (counted
+    in reconnects, latency from the first send); anything else fails.
+    timeout bounds every wait for the server."""
+
+    def __init__(self, port, targets, threads=8, max_seconds=8.0, max_requests=200000,
+                 host="test", headers=None, timeout=5.0, check=None, seed=1):
+        self.port = port
+        self.targets = targets
+        self.nthreads = threads
+        self.max_seconds = max_seconds
+        self.max_requests = max_requests
+        self.host = host
+        self.headers = list(headers or [])
+        self.timeout = timeout
+        self.check = check
+        self.seed = seed
+        self.lock = threading.Lock()
+        self.records = []
+        self.failures = []
+        self.failed = 0
+        self.done = 0
+        self.reconnects = 0
+        self.issued = 0
+        self.t_start = None
+        self.t_end = None
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, args=(i,), daemon=True,
+                                          name="loadgen-%d" % i) for i in range(threads)]
+        _register(self)
+
+    def start(self):
+        self.t_start = time.monotonic()
+        for t in self._threads:
+            t.start()
+        return self
+
+    def running(self):
+        return any(t.is_alive() for t in self._threads)
+
+    def stop(self, timeout=None):
+        """Stops issuing requests and waits (bounded) for the ones in flight."""
+        self._stop.set()
+        self.join(timeout)
+
+    def join(self, timeout=None):
+        """Waits for the threads to end (bounded: max_seconds + request timeout + margin)."""
+        bound = timeout if timeout is not None else self.max_seconds + self.timeout + 10
+        deadline = time.monotonic() + bound
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        if self.running():
+            raise AssertionError("load generator threads still running after %.1fs" % bound)
+        if self.t_end is None:
+            self.t_end = time.monotonic()
+
+    def _fail(self, msg):
+        with self.lock:
+            self.failed += 1
+            if len(self.failures) < 20:
+                self.failures.append("%.3fs: %s" % (time.monotonic() - self.t_start, msg))
+
+    def _pick(self, rng):
+        if callable(self.targets):
+            return self.targets(rng)
+        return self.targets[rng.randrange(len(self.targets))]
+
+    def _take(self):
+        with self.lock:
+            if self.issued >= self.max_requests:
+                return False
+            self.issued += 1
+            return True
+
+    def _run(self, i):
+        import random
+        rng = random.Random(self.seed * 1000 + i)
+        deadline = self.t_start + self.max_seconds
+        c = None
+        while not self._stop.is_set() and time.monotonic() < deadline and self._take():
+            target = self._pick(rng)
+            raw = build_request("GET", target, headers=self.headers, host=self.host)
+            t0 = time.monotonic()
+            r = None
+            err = None
+            for attempt in (0, 1):
+                fresh = c is None
+                try:
+                    if c is None:
+                        c = RawClient(self.port, timeout=self.timeout)
+                    c.send(raw)
+                    r = c.read_response()
+                    break
+                except (ConnectionError, BrokenPipeError) as e:
+                    got_nothing = not getattr(c, "buf", None)
+                    if c is not None:
+                        c.close()
+                    c = None
+                    if fresh or attempt == 1 or not got_nothing:
+                        err = "%s%r" % ("" if fresh else "retry: " if attempt else "", e)
+                        break
+                    with self.lock:
+                        self.reconnects += 1
+                except Exception as e:
+                    if c is not None:
+                        c.close()
+                    c = None
+                    err = "%r" % e
+                    break
+            lat = time.monotonic() - t0
+            if r is None:
+                self._fail("GET %s: %s after %.3fs" % (target, err, lat))
+                with self.lock:
+                    self.records.append((t0, lat, None, err))
+                continue
+            msg = None
+            if not 200 <= r.status < 300:
+                msg = "GET %s: status %d %r" % (target, r.status, r.body[:100])
+            elif self.check is not None:
+                m = self.check(target, r)
+                if m:
+                    msg = "GET %s: %s" % (target, m)
+            cs = r.header("Cache-Status") or ""
+            with self.lock:
+                self.records.append((t0, lat, r.status, cs))
+                if msg is None:
+                    self.done += 1
+            if msg is not None:
+                self._fail(msg)
+            if c is not None and (c.eof or (r.header("Connection") or "").lower() == "close"):
+                c.close()
+                c = None
+        if c is not None:
+            c.close()
+
+    # ---- results
+
+    def latencies(self, t0=None, t1=None):
+        """Sorted latencies of the requests started in [t0, t1) (all by default)."""
+        with self.lock:
+            recs = list(self.records)
+        return sorted(lat for ts, lat, _, _ in recs
+                      if (t0 is None or ts >= t0) and (t1 is None or ts < t1))
+
+    def percentile(self, p, t0=None, t1=None):
+        v = self.latencies(t0, t1)
+        if not v:
+            return None
+        k = max(0, min(len(v) - 1, int(math.ceil(p / 100.0 * len(v))) - 1))
+        return v[k]
+
+    def p99(self, t0=None, t1=None):
+        return self.percentile(99, t0, t1)
+
+    def max_latency(self, t0=None, t1=None):
+        v = self.latencies(t0, t1)
+        return v[-1] if v else None
+
+    def count(self, pred=None, t0=None, t1=None):
+        """Requests started in [t0, t1) whose record satisfies pred(record)."""
+        with self.lock:
+            recs = list(self.records)
+        return sum(1 for rec in recs if (t0 is None or rec[0] >= t0)
+                   and (t1 is None or rec[0] < t1) and (pred is None or pred(rec)))
+
+    def count_status(self, fragment, t0=None, t1=None):
+        """Successful requests in [t0, t1) whose Cache-Status contains fragment."""
+        return self.count(lambda rec: rec[2] is not None and fragment in rec[3], t0, t1)
+
+    def summary(self):
+        n = len(self.records)
+        mx = self.max_latency()
+        p99 = self.p99()
+        p50 = self.percentile(50)
+        span = (self.t_end or time.monotonic()) - (self.t_start or time.monotonic())
+        return ("%d requests in %.1fs (%d ok, %d failed, %d reconnects), latency p50 %s "
+                "p99 %s max %s" % (n, span, self.done, self.failed, self.reconnects,
+                                   _ms(p50), _ms(p99), _ms(mx)))
+
+
+def _ms(x):
+    return "-" if x is None else "%.1fms" % (x * 1000)
