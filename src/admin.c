@@ -3,6 +3,7 @@
  */
 #include "admin.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -175,7 +176,13 @@ admin_on_request(struct evhttp_request *req, void *arg)
         evhttp_send_error(req, 503, NULL);
         return;
     }
-    if (plen == 8 && strncmp(uri, "/healthz", 8) == 0) {
+    bool invalidate = plen > 12 && strncmp(uri, "/invalidate/", 12) == 0;
+    enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+    if (!invalidate && cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET, HEAD");
+        evbuffer_add_printf(body, "405 Method Not Allowed\n");
+        admin_reply(req, 405, "text/plain", body);
+    } else if (plen == 8 && strncmp(uri, "/healthz", 8) == 0) {
         evbuffer_add(body, "ok\n", 3);
         admin_reply(req, 200, "text/plain", body);
     } else if (plen == 6 && strncmp(uri, "/stats", 6) == 0) {
@@ -186,7 +193,7 @@ admin_on_request(struct evhttp_request *req, void *arg)
         stats_sum(&st);
         stats_format_prometheus(body, &st);
         admin_reply(req, 200, "text/plain; version=0.0.4", body);
-    } else if (plen > 12 && strncmp(uri, "/invalidate/", 12) == 0) {
+    } else if (invalidate) {
         admin_invalidate(arg, req, uri + 12, plen - 12, body);
     } else {
         evbuffer_add_printf(body, "not found; try /healthz, /stats, /metrics, /invalidate/\n");
@@ -215,7 +222,12 @@ admin_start(struct event_base *base, const struct config_addr *addr, struct inva
     if (evhttp_accept_socket(a->http, fd) < 0)
         goto fail;
     evhttp_set_gencb(a->http, admin_on_request, a);
-    evhttp_set_allowed_methods(a->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST);
+    /* Every method reaches the handler, which answers 405 itself (evhttp
+     * would say 501 to a method it was told to refuse). */
+    evhttp_set_allowed_methods(a->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
+                                            EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+                                            EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
+                                            EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
     evhttp_set_timeout(a->http, 10);
     return a;
 fail:

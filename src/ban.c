@@ -579,6 +579,26 @@ ban_list_check(struct ban_list *bl, const char *key, size_t key_len, const char 
     return banned;
 }
 
+void
+ban_list_set_floor(struct ban_list *bl, int64_t floor_us)
+{
+    pthread_mutex_lock(&bl->mu);
+    ban_list_raise_floor(bl, floor_us);
+    pthread_mutex_unlock(&bl->mu);
+}
+
+size_t
+ban_list_snapshot(struct ban_list *bl, struct ban **out, size_t cap)
+{
+    size_t n = 0;
+
+    pthread_mutex_lock(&bl->mu);
+    for (unsigned i = 0; i < bl->n && n < cap; i++)
+        out[n++] = ban_ref(bl->bans[i]);
+    pthread_mutex_unlock(&bl->mu);
+    return n;
+}
+
 size_t
 ban_list_count(struct ban_list *bl)
 {

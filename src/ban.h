@@ -117,6 +117,14 @@ void ban_list_add(struct ban_list *bl, struct ban *b);
 bool ban_list_check(struct ban_list *bl, const char *key, size_t key_len, const char *head,
                     size_t head_len, int64_t stored_at_us);
 
+/* Raises the floor to floor_us (it never goes down): objects stored at or
+ * before it count as banned. For a ban log that could not be read whole. */
+void ban_list_set_floor(struct ban_list *bl, int64_t floor_us);
+
+/* New references to the bans held (oldest first), at most cap; returns
+ * how many. */
+size_t ban_list_snapshot(struct ban_list *bl, struct ban **out, size_t cap);
+
 /* Bans held now (tests, stats). */
 size_t ban_list_count(struct ban_list *bl);
 

@@ -227,12 +227,10 @@ inval_broadcasting(const struct inval *iv)
     return iv->cfg->invalidation.broadcast && iv->cfg->redis.enabled;
 }
 
-static void
-inval_publish(struct inval *iv, struct ban *b)
+/* The wire form of b (see the top of this file); malloc'd, or NULL. */
+static char *
+inval_encode(const struct inval *iv, const struct ban *b, size_t *out_len)
 {
-    struct redis_client *rc = tier_thread_redis(iv->tt);
-    if (!inval_broadcasting(iv) || rc == NULL)
-        return;
     size_t arg_len, host_len;
     const char *arg = ban_arg(b, &arg_len);
     const char *host = ban_host(b, &host_len);
@@ -240,7 +238,7 @@ inval_publish(struct inval *iv, struct ban *b)
     size_t cap = 96 + strlen(node) + host_len + arg_len;
     char *msg = malloc(cap);
     if (msg == NULL)
-        return;
+        return NULL;
     int n = snprintf(msg, cap, "TCB1\n%s\n%s\n%" PRId64 "\n%zu\n", node,
                      ban_kind_name(ban_kind_of(b)), ban_time(b), host_len);
     size_t len = (size_t)n;
@@ -248,7 +246,18 @@ inval_publish(struct inval *iv, struct ban *b)
     len += host_len;
     len += (size_t)snprintf(msg + len, cap - len, "%zu\n", arg_len);
     memcpy(msg + len, arg, arg_len);
-    len += arg_len;
+    *out_len = len + arg_len;
+    return msg;
+}
+
+static void
+inval_publish(struct inval *iv, struct ban *b)
+{
+    struct redis_client *rc = tier_thread_redis(iv->tt);
+    size_t len;
+    char *msg;
+    if (!inval_broadcasting(iv) || rc == NULL || (msg = inval_encode(iv, b, &len)) == NULL)
+        return;
     const char *channel = iv->cfg->invalidation.channel;
     const char *argv[3] = {"PUBLISH", channel, msg};
     size_t argvlen[3] = {7, strlen(channel), len};
@@ -258,6 +267,48 @@ inval_publish(struct inval *iv, struct ban *b)
         log_warn("invalidation: Redis is down; this %s ban reaches no other node",
                  ban_kind_name(ban_kind_of(b)));
     free(msg);
+}
+
+/* Writes b to the ban log so it outlives restarts: appended to the Redis
+ * list, or without Redis the whole list rewritten to memcached. */
+static void
+inval_persist(struct inval *iv, struct ban *b)
+{
+    size_t len;
+    char *msg = inval_encode(iv, b, &len);
+    if (msg == NULL)
+        return;
+    int rc = tier_ban_log_append(iv->tt, msg, len, iv->cfg->invalidation.max_bans);
+    free(msg);
+    if (rc == 0 || !iv->cfg->memcached.enabled)
+        return;
+    unsigned max = iv->cfg->invalidation.max_bans;
+    struct ban **all = malloc(max * sizeof(*all));
+    if (all == NULL)
+        return;
+    size_t n = ban_list_snapshot(iv->bans, all, max), used = 0, cap = 0;
+    char *blob = NULL;
+    for (size_t i = 0; i < n; i++) {
+        char *rec = inval_encode(iv, all[i], &len);
+        if (rec != NULL && used + len + 24 > cap) {
+            size_t ncap = (used + len + 24) * 2;
+            char *nb = realloc(blob, ncap);
+            if (nb != NULL) {
+                blob = nb;
+                cap = ncap;
+            }
+        }
+        if (rec != NULL && used + len + 24 <= cap) {
+            used += (size_t)snprintf(blob + used, cap - used, "%zu\n", len);
+            memcpy(blob + used, rec, len);
+            used += len;
+        }
+        free(rec);
+        ban_unref(&all[i]);
+    }
+    free(all);
+    if (blob != NULL)
+        tier_ban_log_put(iv->tt, blob, used);
 }
 
 /* Reads "<text>\n" from *p; returns its start and length, or NULL. */
@@ -288,58 +339,111 @@ inval_number(const char *s, size_t len, uint64_t max, uint64_t *out)
     return true;
 }
 
-static void
-inval_on_message(void *arg, const char *data, size_t len)
+/* Parses a wire-form ban; returns a new ban, or NULL with the reason
+ * logged. *node, *node_len: the sender's id (pointing into data). */
+static struct ban *
+inval_decode(struct inval *iv, const char *data, size_t len, const char **node, size_t *node_len)
 {
-    struct inval *iv = arg;
     const char *p = data, *end = data + len;
     const char *f[4];
-    size_t flen[4];
+    size_t flen[4], alen;
     uint64_t t, hl, al;
     char err[256];
 
+    *node = "";
+    *node_len = 0;
     if (len < 5 || memcmp(data, "TCB1\n", 5) != 0)
         goto bad;
     p += 5;
     for (int i = 0; i < 4; i++)
         if ((f[i] = inval_field(&p, end, &flen[i])) == NULL)
             goto bad;
-    const char *node = iv->cfg->invalidation.node_id;
-    if (flen[0] == strlen(node) && memcmp(f[0], node, flen[0]) == 0)
-        return; /* our own */
+    *node = f[0];
+    *node_len = flen[0];
     if (!inval_number(f[2], flen[2], INT64_MAX, &t) || !inval_number(f[3], flen[3], len, &hl) ||
         hl > (size_t)(end - p))
         goto bad;
     const char *host = p;
     p += hl;
-    const char *alf = inval_field(&p, end, &flen[0]);
-    if (alf == NULL || !inval_number(alf, flen[0], len, &al) || al != (size_t)(end - p))
+    const char *alf = inval_field(&p, end, &alen);
+    if (alf == NULL || !inval_number(alf, alen, len, &al) || al != (size_t)(end - p))
         goto bad;
-    enum ban_kind kind;
-    size_t k = 0;
+    size_t k;
     for (k = 0; k <= BAN_ROUTE; k++)
         if (strlen(ban_kind_name((enum ban_kind)k)) == flen[1] &&
             memcmp(ban_kind_name((enum ban_kind)k), f[1], flen[1]) == 0)
             break;
     if (k > BAN_ROUTE)
         goto bad;
-    kind = (enum ban_kind)k;
     char *hostz = util_xstrndup(host, hl);
-    struct ban *b = ban_new(kind, p, al, hl ? hostz : NULL, iv->cfg, (int64_t)t, err, sizeof(err));
+    struct ban *b = ban_new((enum ban_kind)k, p, al, hl ? hostz : NULL, iv->cfg, (int64_t)t, err,
+                            sizeof(err));
     free(hostz);
-    if (b == NULL) {
+    if (b == NULL)
         log_warn("invalidation from node %.*s not applied: %s", (int)flen[0], f[0], err);
+    return b;
+bad:
+    log_warn("invalidation: a record that does not parse (%zu bytes); ignored", len);
+    return NULL;
+}
+
+static void
+inval_on_message(void *arg, const char *data, size_t len)
+{
+    struct inval *iv = arg;
+    const char *node, *own = iv->cfg->invalidation.node_id;
+    size_t node_len;
+    /* Our own messages come back too: skip them before anything else. */
+    if (len > 5 && memcmp(data, "TCB1\n", 5) == 0 && len - 5 > strlen(own) &&
+        memcmp(data + 5, own, strlen(own)) == 0 && data[5 + strlen(own)] == '\n')
         return;
-    }
+    struct ban *b = inval_decode(iv, data, len, &node, &node_len);
+    if (b == NULL)
+        return;
     ban_list_add(iv->bans, b);
     size_t n = inval_sweep(iv, b);
     iv->st.inval_broadcast_received++;
-    log_debug("invalidation (%s) from another node: %zu memory entries removed",
-              ban_kind_name(kind), n);
+    log_debug("invalidation (%s) from node %.*s: %zu memory entries removed",
+              ban_kind_name(ban_kind_of(b)), (int)node_len, node, n);
     ban_unref(&b);
-    return;
-bad:
-    log_warn("invalidation channel: a message that does not parse (%zu bytes); ignored", len);
+}
+
+static void
+inval_on_log_record(void *arg, const char *rec, size_t len)
+{
+    struct inval *iv = arg;
+    const char *node;
+    size_t node_len;
+    struct ban *b = inval_decode(iv, rec, len, &node, &node_len);
+    if (b != NULL) {
+        ban_list_add(iv->bans, b);
+        ban_unref(&b);
+    }
+}
+
+void
+inval_load(struct inval *iv)
+{
+    int rc = tier_ban_log_read(iv->ts, inval_on_log_record, iv);
+    size_t n = ban_list_count(iv->bans);
+    if (rc < 0) {
+        /* Objects in the tiers may be covered by bans we cannot see: only
+         * what is stored from now on is trusted. */
+        ban_list_set_floor(iv->bans, util_wall_us());
+        log_warn("invalidation: cannot read the ban log; shared-tier objects stored before now "
+                 "are treated as invalidated");
+        return;
+    }
+    if (rc == 0 && n >= iv->cfg->invalidation.max_bans) {
+        /* The log was trimmed: older bans may be gone. */
+        struct ban *oldest = NULL;
+        if (ban_list_snapshot(iv->bans, &oldest, 1) == 1) {
+            ban_list_set_floor(iv->bans, ban_time(oldest));
+            ban_unref(&oldest);
+        }
+    }
+    if (rc == 0)
+        log_info("invalidation: %zu bans loaded from the ban log", n);
 }
 
 /* --- entry points --------------------------------------------------------- */
@@ -350,6 +454,7 @@ inval_apply(struct inval *iv, struct ban *b)
     ban_list_add(iv->bans, b);
     size_t n = inval_sweep(iv, b);
     inval_tiers(iv, b);
+    inval_persist(iv, b);
     inval_publish(iv, b);
     return n;
 }
@@ -370,6 +475,7 @@ inval_on_queue(evutil_socket_t fd, short what, void *arg)
         STAILQ_REMOVE_HEAD(&q, link);
         inval_sweep(iv, it->b);
         inval_tiers(iv, it->b);
+        inval_persist(iv, it->b);
         inval_publish(iv, it->b);
         ban_unref(&it->b);
         free(it);

@@ -12,9 +12,12 @@
  *      parts) the matching Redis keys found by an incremental SCAN;
  *      memcached cannot be enumerated, so there the ban list (1.) stands
  *      guard until the objects expire;
- *   4. publish it on the Redis channel (invalidation.channel) with this
+ *   4. append it to the ban log (the Redis list "<prefix>bans", or without
+ *      Redis a memcached value), read back at start-up, so a restarted
+ *      node still knows what its tiers may hold that must not be served;
+ *   5. publish it on the Redis channel (invalidation.channel) with this
  *      node's id, unless it came from there; every other node subscribed
- *      applies 1. and 2. when it arrives (its sender did 3.).
+ *      applies 1. and 2. when it arrives (its sender did 3. and 4.).
  *
  * Sources: the admin API (main thread: inval_apply), the PURGE method and
  * invalidation rules (worker threads: inval_submit, which records the ban
@@ -47,6 +50,12 @@ struct inval;
  * Never NULL. */
 struct inval *inval_new(struct event_base *base, struct cache *cache, struct ban_list *bans,
                         struct tier_shared *ts, struct config *cfg);
+
+/* Main thread, at start-up before workers run: loads the ban log (bans
+ * made before this process started, by any node) from the shared tiers.
+ * Blocks at most about a tier timeout. When it cannot be read, objects
+ * stored in the tiers before now count as invalidated (ban.h floor). */
+void inval_load(struct inval *iv);
 
 /* Main thread, after workers stopped. Clears *ivp; accepts NULL. */
 void inval_free(struct inval **ivp);

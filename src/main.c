@@ -369,6 +369,7 @@ main(int argc, char **argv)
     if ((m.tiers = tier_shared_new(m.cfg, m.bans)) == NULL)
         fatal("start-up failed");
     m.inval = inval_new(m.base, m.cache, m.bans, m.tiers, m.cfg);
+    inval_load(m.inval); /* before any worker reads a shared tier */
     if (main_start_workers(&m) < 0)
         fatal("start-up failed");
     if (m.cfg->admin.len && (m.admin = admin_start(m.base, &m.cfg->admin, m.inval)) == NULL)

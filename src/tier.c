@@ -28,6 +28,8 @@
 #include <hiredis/hiredis.h>
 #include <xxhash.h>
 
+#include <event2/event.h>
+
 #include "ban.h"
 #include "cache_policy.h"
 #include "http_parser.h"
@@ -831,4 +833,134 @@ tier_delete_tag(struct tier_thread *tt, const char *tag, size_t len)
     argvlen[0] = 3;
     redis_client_command(tt->redis, tier_on_redis_write, tt, 2, argv, argvlen);
     free(set);
+}
+
+/* --- ban log ------------------------------------------------------------ */
+
+#define TIER_BAN_LOG "bans"
+
+struct tier_log_read {
+    void (*each)(void *arg, const char *rec, size_t len);
+    void *arg;
+    bool done;
+    int result;
+};
+
+static void
+tier_on_log_lrange(void *arg, struct redisReply *reply, enum redis_client_err err)
+{
+    struct tier_log_read *r = arg;
+    r->done = true;
+    if (err != REDIS_CLIENT_OK || reply->type != REDIS_REPLY_ARRAY)
+        return;
+    for (size_t i = 0; i < reply->elements; i++)
+        if (reply->element[i]->type == REDIS_REPLY_STRING)
+            r->each(r->arg, reply->element[i]->str, reply->element[i]->len);
+    r->result = 0;
+}
+
+static void
+tier_on_log_get(void *arg, enum mc_result res, const char *value, size_t len)
+{
+    struct tier_log_read *r = arg;
+    r->done = true;
+    if (res == MC_NOTFOUND) {
+        r->result = 0;
+        return;
+    }
+    if (res != MC_OK)
+        return;
+    const char *p = value, *end = value + len;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t n = 0;
+        if (nl == NULL)
+            break;
+        for (const char *d = p; d < nl && n <= len; d++)
+            n = n * 10 + (size_t)(*d - '0');
+        p = nl + 1;
+        if (n > (size_t)(end - p))
+            break;
+        r->each(r->arg, p, n);
+        p += n;
+    }
+    r->result = 0;
+}
+
+/* One turn of a private loop, waking within 10 ms. */
+static void
+tier_run_once(struct event_base *base)
+{
+    struct timeval tv = {0, 10000};
+    event_base_loopexit(base, &tv);
+    event_base_loop(base, EVLOOP_ONCE);
+}
+
+int
+tier_ban_log_read(struct tier_shared *ts, void (*each)(void *arg, const char *rec, size_t len),
+                  void *arg)
+{
+    const struct config *cfg = ts->cfg;
+    struct tier_log_read r = {.each = each, .arg = arg, .result = -1};
+    if (!cfg->redis.enabled && ts->mc == NULL)
+        return 1;
+    struct event_base *base = event_base_new();
+    if (base == NULL)
+        return -1;
+    if (cfg->redis.enabled) {
+        uint64_t deadline = util_now_us() +
+                            (uint64_t)(cfg->redis.connect_timeout_ms + cfg->redis.timeout_ms) * 1000;
+        struct redis_client *rc = tier_redis_connect(ts, base, "redis (ban log)");
+        while (!redis_client_up(rc) && util_now_us() < deadline)
+            tier_run_once(base);
+        size_t plen = strlen(cfg->redis.prefix);
+        char key[128];
+        snprintf(key, sizeof(key), "%s%s", cfg->redis.prefix, TIER_BAN_LOG);
+        const char *argv[4] = {"LRANGE", key, "0", "-1"};
+        size_t argvlen[4] = {6, plen + strlen(TIER_BAN_LOG), 1, 2};
+        if (redis_client_up(rc) &&
+            redis_client_command(rc, tier_on_log_lrange, &r, 4, argv, argvlen) == 0)
+            while (!r.done) /* the client's command timeout ends it */
+                tier_run_once(base);
+        redis_client_free(&rc);
+    } else {
+        struct mc_done *d = mc_done_new(base);
+        char key[128];
+        int n = snprintf(key, sizeof(key), "%s%s", cfg->memcached.prefix, TIER_BAN_LOG);
+        if (mc_submit(ts->mc, d, MC_GET, key, (size_t)n, NULL, 0, 0, tier_on_log_get, &r) == 0)
+            while (!r.done) /* the pool's timeouts end it */
+                tier_run_once(base);
+        mc_done_free(&d);
+    }
+    event_base_free(base);
+    return r.result;
+}
+
+int
+tier_ban_log_append(struct tier_thread *tt, const char *rec, size_t len, unsigned max)
+{
+    if (tt->redis == NULL)
+        return -1;
+    char key[128], keep[24];
+    int kn = snprintf(key, sizeof(key), "%s%s", tt->ts->cfg->redis.prefix, TIER_BAN_LOG);
+    int mn = snprintf(keep, sizeof(keep), "-%u", max);
+    const char *push[3] = {"RPUSH", key, rec};
+    size_t push_len[3] = {5, (size_t)kn, len};
+    const char *trim[4] = {"LTRIM", key, keep, "-1"};
+    size_t trim_len[4] = {5, (size_t)kn, (size_t)mn, 2};
+    redis_client_command(tt->redis, tier_on_redis_write, tt, 3, push, push_len);
+    redis_client_command(tt->redis, tier_on_redis_write, tt, 4, trim, trim_len);
+    return 0;
+}
+
+void
+tier_ban_log_put(struct tier_thread *tt, char *blob, size_t len)
+{
+    char key[128];
+    if (tt->mcd == NULL) {
+        free(blob);
+        return;
+    }
+    int n = snprintf(key, sizeof(key), "%s%s", tt->ts->cfg->memcached.prefix, TIER_BAN_LOG);
+    mc_submit(tt->ts->mc, tt->mcd, MC_SET, key, (size_t)n, blob, len, 0, tier_on_mc_write, tt);
 }

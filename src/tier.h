@@ -127,6 +127,26 @@ void tier_delete(struct tier_thread *tt, const char *key, size_t key_len);
 /* Deletes every Redis object in the set of tag, and the set. */
 void tier_delete_tag(struct tier_thread *tt, const char *tag, size_t len);
 
+/*
+ * The ban log, so bans outlive a restart (inval.h): the Redis list
+ * "<prefix>bans" when Redis is configured, else the memcached value
+ * "<prefix>bans" (records each as "<length>\n<record>").
+ *
+ * tier_ban_log_read: start-up, main thread, before workers run; calls
+ * each() per record, oldest first. Blocks at most about connect_timeout +
+ * timeout. Returns 0 when read (perhaps empty), -1 when the tier could not
+ * be read, 1 when no tier is configured.
+ */
+int tier_ban_log_read(struct tier_shared *ts, void (*each)(void *arg, const char *rec, size_t len),
+                      void *arg);
+
+/* Appends a record to the Redis list, keeping the newest max. Returns 0,
+ * or -1 when the log is not in Redis. */
+int tier_ban_log_append(struct tier_thread *tt, const char *rec, size_t len, unsigned max);
+
+/* Replaces the memcached log with blob (malloc'd, handed over). */
+void tier_ban_log_put(struct tier_thread *tt, char *blob, size_t len);
+
 /* This thread's Redis connection (for invalidations), or NULL. */
 struct redis_client *tier_thread_redis(struct tier_thread *tt);
 
