@@ -376,8 +376,8 @@ inval_decode(struct inval *iv, const char *data, size_t len, const char **node, 
     if (k > BAN_ROUTE)
         goto bad;
     char *hostz = util_xstrndup(host, hl);
-    struct ban *b = ban_new((enum ban_kind)k, p, al, hl ? hostz : NULL, iv->cfg, (int64_t)t, err,
-                            sizeof(err));
+    struct ban *b =
+        ban_new((enum ban_kind)k, p, al, hl ? hostz : NULL, iv->cfg, (int64_t)t, err, sizeof(err));
     free(hostz);
     if (b == NULL)
         log_warn("invalidation from node %.*s not applied: %s", (int)flen[0], f[0], err);

@@ -87,40 +87,37 @@ struct tier_lookup {
 
 /* --- shared ------------------------------------------------------------- */
 
+/* The numeric IP and port of a resolved address. */
+static void
+tier_ip_port(const struct config_addr *a, char ip[INET6_ADDRSTRLEN], int *port)
+{
+    const struct sockaddr *sa = (const struct sockaddr *)&a->ss;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, ip, INET6_ADDRSTRLEN);
+        *port = ntohs(in->sin_port);
+    } else {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, ip, INET6_ADDRSTRLEN);
+        *port = ntohs(in6->sin6_port);
+    }
+}
+
 struct tier_shared *
 tier_shared_new(const struct config *cfg, struct ban_list *bans)
 {
     struct tier_shared *ts = util_xcalloc(1, sizeof(*ts));
     ts->cfg = config_ref((struct config *)cfg);
     ts->bans = bans;
-    if (cfg->redis.enabled) {
-        const struct sockaddr *sa = (const struct sockaddr *)&cfg->redis.addr.ss;
-        if (sa->sa_family == AF_INET) {
-            const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-            inet_ntop(AF_INET, &in->sin_addr, ts->redis_ip, sizeof(ts->redis_ip));
-            ts->redis_port = ntohs(in->sin_port);
-        } else {
-            const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-            inet_ntop(AF_INET6, &in6->sin6_addr, ts->redis_ip, sizeof(ts->redis_ip));
-            ts->redis_port = ntohs(in6->sin6_port);
-        }
-    }
+    if (cfg->redis.enabled)
+        tier_ip_port(&cfg->redis.addr, ts->redis_ip, &ts->redis_port);
     if (cfg->memcached.enabled) {
         const struct config_memcached *m = &cfg->memcached;
         char(*hosts)[INET6_ADDRSTRLEN] = util_xcalloc(m->nservers, sizeof(*hosts));
         const char **hp = util_xcalloc(m->nservers, sizeof(*hp));
         int *ports = util_xcalloc(m->nservers, sizeof(*ports));
         for (size_t i = 0; i < m->nservers; i++) {
-            const struct sockaddr *sa = (const struct sockaddr *)&m->servers[i].ss;
-            if (sa->sa_family == AF_INET) {
-                const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-                inet_ntop(AF_INET, &in->sin_addr, hosts[i], sizeof(hosts[i]));
-                ports[i] = ntohs(in->sin_port);
-            } else {
-                const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-                inet_ntop(AF_INET6, &in6->sin6_addr, hosts[i], sizeof(hosts[i]));
-                ports[i] = ntohs(in6->sin6_port);
-            }
+            tier_ip_port(&m->servers[i], hosts[i], &ports[i]);
             hp[i] = hosts[i];
         }
         struct mc_pool_opts o = {
@@ -347,34 +344,25 @@ tier_lookup_done(struct tier_lookup *lk, const struct tier_hit *hit)
     free(lk);
 }
 
+/* The counters each L2 tier has, in struct stats. */
+enum tier_stat {
+    TIER_HITS,
+    TIER_MISSES,
+    TIER_ERRORS,
+    TIER_TIMEOUTS,
+    TIER_SKIPPED,
+};
+
 static void
-tier_count(struct tier_thread *tt, enum config_tier t, int what)
+tier_count(struct tier_thread *tt, enum config_tier t, enum tier_stat k)
 {
     struct stats *st = tt->st;
-    bool r = t == CONFIG_TIER_REDIS;
-    switch (what) {
-    case 'h':
-        r ? st->tier_redis_hits++ : st->tier_memcached_hits++;
-        break;
-    case 'm':
-        r ? st->tier_redis_misses++ : st->tier_memcached_misses++;
-        break;
-    case 'e':
-        r ? st->tier_redis_errors++ : st->tier_memcached_errors++;
-        break;
-    case 't':
-        r ? st->tier_redis_timeouts++ : st->tier_memcached_timeouts++;
-        break;
-    case 's':
-        r ? st->tier_redis_skipped++ : st->tier_memcached_skipped++;
-        break;
-    case 'S':
-        r ? st->tier_redis_stores++ : st->tier_memcached_stores++;
-        break;
-    case 'L':
-        r ? st->tier_redis_too_large++ : st->tier_memcached_too_large++;
-        break;
-    }
+    uint64_t *redis[] = {&st->tier_redis_hits, &st->tier_redis_misses, &st->tier_redis_errors,
+                         &st->tier_redis_timeouts, &st->tier_redis_skipped};
+    uint64_t *mc[] = {&st->tier_memcached_hits, &st->tier_memcached_misses,
+                      &st->tier_memcached_errors, &st->tier_memcached_timeouts,
+                      &st->tier_memcached_skipped};
+    (*(t == CONFIG_TIER_REDIS ? redis : mc)[k])++;
 }
 
 /* An answer came from the current tier: value is the stored bytes (NULL
@@ -385,7 +373,7 @@ tier_lookup_value(struct tier_lookup *lk, const char *value, size_t len)
     struct tier_thread *tt = lk->tt;
     struct tier_hit hit;
     if (value == NULL) {
-        tier_count(tt, lk->current, 'm');
+        tier_count(tt, lk->current, TIER_MISSES);
         tier_lookup_next(lk);
         return;
     }
@@ -396,7 +384,7 @@ tier_lookup_value(struct tier_lookup *lk, const char *value, size_t len)
             log_debug("%s tier: unreadable object (%s)",
                       lk->current == CONFIG_TIER_REDIS ? "redis" : "memcached",
                       rc == ENVELOPE_EVERSION ? "another envelope version" : "malformed");
-        tier_count(tt, lk->current, 'm');
+        tier_count(tt, lk->current, TIER_MISSES);
         tier_lookup_next(lk);
         return;
     }
@@ -405,12 +393,12 @@ tier_lookup_value(struct tier_lookup *lk, const char *value, size_t len)
                        hit.env.kind == ENVELOPE_RESPONSE ? hit.env.head_len : 0,
                        hit.env.stored_at_us)) {
         tt->st->tier_banned++;
-        tier_count(tt, lk->current, 'm');
+        tier_count(tt, lk->current, TIER_MISSES);
         tier_delete(tt, lk->key, lk->key_len);
         tier_lookup_next(lk);
         return;
     }
-    tier_count(tt, lk->current, 'h');
+    tier_count(tt, lk->current, TIER_HITS);
     hit.tier = lk->current;
     tier_lookup_done(lk, &hit);
 }
@@ -425,63 +413,50 @@ tier_lookup_record_latency(struct tier_lookup *lk)
         stats_hist_record(&lk->tt->st->tier_memcached_lookup, us);
 }
 
+/* What a tier answered a lookup: a value (NULL: none), or a failure. */
+enum tier_answer {
+    TIER_ANSWER_VALUE,
+    TIER_ANSWER_TIMEOUT,
+    TIER_ANSWER_ERROR,
+};
+
 static void
-tier_on_redis_get(void *arg, struct redisReply *reply, enum redis_client_err err)
+tier_lookup_answer(struct tier_lookup *lk, enum tier_answer a, const char *value, size_t len)
 {
-    struct tier_lookup *lk = arg;
     struct tier_thread *tt = lk->tt;
     if (tt->stopping || lk->cb == NULL) {
         tier_lookup_done(lk, NULL);
         return;
     }
     tier_lookup_record_latency(lk);
-    switch (err) {
-    case REDIS_CLIENT_OK:
-        tier_breaker_result(tt, CONFIG_TIER_REDIS, true);
-        if (reply->type == REDIS_REPLY_STRING)
-            tier_lookup_value(lk, reply->str, reply->len);
-        else
-            tier_lookup_value(lk, NULL, 0);
+    tier_breaker_result(tt, lk->current, a == TIER_ANSWER_VALUE);
+    if (a == TIER_ANSWER_VALUE) {
+        tier_lookup_value(lk, value, len);
         return;
-    case REDIS_CLIENT_ETIMEOUT:
-        tier_count(tt, CONFIG_TIER_REDIS, 't');
-        break;
-    default:
-        tier_count(tt, CONFIG_TIER_REDIS, 'e');
-        break;
     }
-    tier_breaker_result(tt, CONFIG_TIER_REDIS, false);
+    tier_count(tt, lk->current, a == TIER_ANSWER_TIMEOUT ? TIER_TIMEOUTS : TIER_ERRORS);
     tier_lookup_next(lk);
+}
+
+static void
+tier_on_redis_get(void *arg, struct redisReply *reply, enum redis_client_err err)
+{
+    if (err == REDIS_CLIENT_OK)
+        tier_lookup_answer(arg, TIER_ANSWER_VALUE,
+                           reply->type == REDIS_REPLY_STRING ? reply->str : NULL,
+                           reply->type == REDIS_REPLY_STRING ? reply->len : 0);
+    else
+        tier_lookup_answer(
+            arg, err == REDIS_CLIENT_ETIMEOUT ? TIER_ANSWER_TIMEOUT : TIER_ANSWER_ERROR, NULL, 0);
 }
 
 static void
 tier_on_mc_get(void *arg, enum mc_result r, const char *value, size_t len)
 {
-    struct tier_lookup *lk = arg;
-    struct tier_thread *tt = lk->tt;
-    if (tt->stopping || lk->cb == NULL) {
-        tier_lookup_done(lk, NULL);
-        return;
-    }
-    tier_lookup_record_latency(lk);
-    switch (r) {
-    case MC_OK:
-        tier_breaker_result(tt, CONFIG_TIER_MEMCACHED, true);
-        tier_lookup_value(lk, value, len);
-        return;
-    case MC_NOTFOUND:
-        tier_breaker_result(tt, CONFIG_TIER_MEMCACHED, true);
-        tier_lookup_value(lk, NULL, 0);
-        return;
-    case MC_TIMEOUT:
-        tier_count(tt, CONFIG_TIER_MEMCACHED, 't');
-        break;
-    case MC_ERROR:
-        tier_count(tt, CONFIG_TIER_MEMCACHED, 'e');
-        break;
-    }
-    tier_breaker_result(tt, CONFIG_TIER_MEMCACHED, false);
-    tier_lookup_next(lk);
+    if (r == MC_OK || r == MC_NOTFOUND)
+        tier_lookup_answer(arg, TIER_ANSWER_VALUE, r == MC_OK ? value : NULL, len);
+    else
+        tier_lookup_answer(arg, r == MC_TIMEOUT ? TIER_ANSWER_TIMEOUT : TIER_ANSWER_ERROR, NULL, 0);
 }
 
 /* Starts the operation on tier t; returns true when it is under way. */
@@ -492,7 +467,7 @@ tier_lookup_start(struct tier_lookup *lk, enum config_tier t)
     if (!tier_configured(tt, t))
         return false;
     if (!tier_breaker_allows(&tt->br[t])) {
-        tier_count(tt, t, 's');
+        tier_count(tt, t, TIER_SKIPPED);
         return false;
     }
     lk->current = t;
@@ -518,7 +493,7 @@ tier_lookup_start(struct tier_lookup *lk, enum config_tier t)
     /* Not connected, or the queue is full: skipped at no cost. A probe
      * that could not even start leaves the breaker half-open for the next. */
     tt->br[t].probing = false;
-    tier_count(tt, t, 's');
+    tier_count(tt, t, TIER_SKIPPED);
     return false;
 }
 
@@ -908,8 +883,9 @@ tier_ban_log_read(struct tier_shared *ts, void (*each)(void *arg, const char *re
     if (base == NULL)
         return -1;
     if (cfg->redis.enabled) {
-        uint64_t deadline = util_now_us() +
-                            (uint64_t)(cfg->redis.connect_timeout_ms + cfg->redis.timeout_ms) * 1000;
+        uint64_t deadline =
+            util_now_us() +
+            (uint64_t)(cfg->redis.connect_timeout_ms + cfg->redis.timeout_ms) * 1000;
         struct redis_client *rc = tier_redis_connect(ts, base, "redis (ban log)");
         while (!redis_client_up(rc) && util_now_us() < deadline)
             tier_run_once(base);
