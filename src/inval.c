@@ -36,6 +36,7 @@
 #define INVAL_SCAN_COUNT "1000"
 #define INVAL_SCAN_ROUNDS_MAX 100000 /* bounds one ban's walk of the Redis keyspace */
 #define INVAL_DEL_BATCH 256
+#define INVAL_BATCH 64 /* queued bans swept in one walk at most */
 
 struct inval_item {
     struct ban *b;
@@ -60,23 +61,36 @@ struct inval {
 
 /* --- memory ------------------------------------------------------------- */
 
+/* Bans swept together: one walk of the index serves them all. */
+struct inval_set {
+    struct ban **b;
+    size_t n;
+};
+
 static bool
 inval_key_filter(void *arg, const char *key, size_t len)
 {
-    struct ban *b = arg;
-    return !ban_key_only(b) || ban_matches(b, key, len, NULL, 0);
+    const struct inval_set *set = arg;
+    for (size_t i = 0; i < set->n; i++)
+        if (!ban_key_only(set->b[i]) || ban_matches(set->b[i], key, len, NULL, 0))
+            return true;
+    return false;
 }
 
 static bool
 inval_match(void *arg, struct obj *o)
 {
-    struct ban *b = arg;
-    if (ban_key_only(b))
-        return true;
+    const struct inval_set *set = arg;
     bool hit = false;
+    for (size_t i = 0; i < set->n && !hit; i++)
+        if (ban_key_only(set->b[i]))
+            hit = ban_matches(set->b[i], o->key, o->key_len, NULL, 0);
+    if (hit)
+        return true;
     obj_lock(o);
-    if (o->kind == OBJ_KIND_RESPONSE && o->head != NULL)
-        hit = ban_matches(b, o->key, o->key_len, o->head, o->head_len);
+    for (size_t i = 0; i < set->n && !hit; i++)
+        if (!ban_key_only(set->b[i]) && o->kind == OBJ_KIND_RESPONSE && o->head != NULL)
+            hit = ban_matches(set->b[i], o->key, o->key_len, o->head, o->head_len);
     obj_unlock(o);
     return hit;
 }
@@ -92,22 +106,33 @@ inval_keys_have_parts(const struct config *cfg)
     return false;
 }
 
+/* Removes from memory what bans[0..n) cover; returns how many entries. A
+ * URL ban is one key unless keys have parts (its response, or the Vary
+ * marker whose removal makes every variant unreachable); the others share
+ * one walk of the index. bans is reordered. */
 static size_t
-inval_sweep(struct inval *iv, struct ban *b)
+inval_sweep(struct inval *iv, struct ban **bans, size_t n)
 {
-    size_t n;
-    if (ban_kind_of(b) == BAN_URL && !inval_keys_have_parts(iv->cfg)) {
-        /* One key: the response, or the Vary marker whose removal makes
-         * every variant unreachable. No walk of the index needed. */
-        size_t len;
-        const char *k = ban_arg(b, &len);
-        n = cache_remove(iv->cache, k, len, cache_hash(k, len), NULL) ? 1 : 0;
-    } else {
-        n = cache_sweep(iv->cache, inval_key_filter, inval_match, b);
+    size_t removed = 0, walk = 0;
+    bool parts = inval_keys_have_parts(iv->cfg);
+    for (size_t i = 0; i < n; i++) {
+        if (ban_kind_of(bans[i]) == BAN_URL && !parts) {
+            size_t len;
+            const char *k = ban_arg(bans[i], &len);
+            removed += cache_remove(iv->cache, k, len, cache_hash(k, len), NULL) ? 1 : 0;
+        } else {
+            struct ban *t = bans[walk];
+            bans[walk++] = bans[i];
+            bans[i] = t;
+        }
     }
-    iv->st.inval_requests++;
-    iv->st.inval_removed += n;
-    return n;
+    if (walk > 0) {
+        struct inval_set set = {bans, walk};
+        removed += cache_sweep(iv->cache, inval_key_filter, inval_match, &set);
+    }
+    iv->st.inval_requests += n;
+    iv->st.inval_removed += removed;
+    return removed;
 }
 
 /* --- Redis: SCAN for the keys a ban covers -------------------------------- */
@@ -269,24 +294,15 @@ inval_publish(struct inval *iv, struct ban *b)
     free(msg);
 }
 
-/* Writes b to the ban log so it outlives restarts: appended to the Redis
- * list, or without Redis the whole list rewritten to memcached. */
+/* Rewrites the memcached ban log (no Redis) from the ban list. */
 static void
-inval_persist(struct inval *iv, struct ban *b)
+inval_log_rewrite(struct inval *iv)
 {
-    size_t len;
-    char *msg = inval_encode(iv, b, &len);
-    if (msg == NULL)
-        return;
-    int rc = tier_ban_log_append(iv->tt, msg, len, iv->cfg->invalidation.max_bans);
-    free(msg);
-    if (rc == 0 || !iv->cfg->memcached.enabled)
-        return;
     unsigned max = iv->cfg->invalidation.max_bans;
     struct ban **all = malloc(max * sizeof(*all));
     if (all == NULL)
         return;
-    size_t n = ban_list_snapshot(iv->bans, all, max), used = 0, cap = 0;
+    size_t n = ban_list_snapshot(iv->bans, all, max), used = 0, cap = 0, len;
     char *blob = NULL;
     for (size_t i = 0; i < n; i++) {
         char *rec = inval_encode(iv, all[i], &len);
@@ -309,6 +325,21 @@ inval_persist(struct inval *iv, struct ban *b)
     free(all);
     if (blob != NULL)
         tier_ban_log_put(iv->tt, blob, used);
+}
+
+/* Writes b to the ban log so it outlives restarts: appended to the Redis
+ * list. Returns false when the log is not in Redis (then the caller
+ * rewrites the memcached one, once per batch). */
+static bool
+inval_log_append(struct inval *iv, struct ban *b)
+{
+    size_t len;
+    char *msg = inval_encode(iv, b, &len);
+    if (msg == NULL)
+        return true;
+    int rc = tier_ban_log_append(iv->tt, msg, len, iv->cfg->invalidation.max_bans);
+    free(msg);
+    return rc == 0 || !iv->cfg->memcached.enabled;
 }
 
 /* Reads "<text>\n" from *p; returns its start and length, or NULL. */
@@ -401,7 +432,7 @@ inval_on_message(void *arg, const char *data, size_t len)
     if (b == NULL)
         return;
     ban_list_add(iv->bans, b);
-    size_t n = inval_sweep(iv, b);
+    size_t n = inval_sweep(iv, &b, 1);
     iv->st.inval_broadcast_received++;
     log_debug("invalidation (%s) from node %.*s: %zu memory entries removed",
               ban_kind_name(ban_kind_of(b)), (int)node_len, node, n);
@@ -452,9 +483,10 @@ size_t
 inval_apply(struct inval *iv, struct ban *b)
 {
     ban_list_add(iv->bans, b);
-    size_t n = inval_sweep(iv, b);
+    size_t n = inval_sweep(iv, &b, 1);
     inval_tiers(iv, b);
-    inval_persist(iv, b);
+    if (!inval_log_append(iv, b))
+        inval_log_rewrite(iv);
     inval_publish(iv, b);
     return n;
 }
@@ -470,16 +502,27 @@ inval_on_queue(evutil_socket_t fd, short what, void *arg)
     pthread_mutex_lock(&iv->mu);
     STAILQ_CONCAT(&q, &iv->queue);
     pthread_mutex_unlock(&iv->mu);
+    /* Everything queued since the last turn is swept in one walk, so a
+     * burst of writes firing rules costs one pass over memory. */
+    struct ban *batch[INVAL_BATCH];
+    size_t n = 0;
+    bool rewrite = false;
     struct inval_item *it;
     while ((it = STAILQ_FIRST(&q)) != NULL) {
         STAILQ_REMOVE_HEAD(&q, link);
-        inval_sweep(iv, it->b);
         inval_tiers(iv, it->b);
-        inval_persist(iv, it->b);
+        rewrite |= !inval_log_append(iv, it->b);
         inval_publish(iv, it->b);
-        ban_unref(&it->b);
+        batch[n++] = it->b;
         free(it);
+        if (n == INVAL_BATCH || STAILQ_EMPTY(&q)) {
+            inval_sweep(iv, batch, n);
+            while (n > 0)
+                ban_unref(&batch[--n]);
+        }
     }
+    if (rewrite)
+        inval_log_rewrite(iv);
 }
 
 void

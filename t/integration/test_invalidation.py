@@ -17,10 +17,11 @@ the restart."""
 
 import time
 
-from harness import Memcached, Origin, RedisServer, Reply, get, request
+from harness import Memcached, Origin, RedisServer, Reply, get, request, wait_for
 from tierlib import (CS_L2_HIT, assert_l2_hit, assert_mem_hit, assert_miss, body_n,
-                     check_body, cs, fetches, inval_stats, invalidate, invalidate_ok, numbered,
-                     purge, since, tier_tc, wait_in_memcached, wait_in_redis, wait_stat)
+                     check_body, cs, fetches, in_memcached, inval_stats, invalidate,
+                     invalidate_ok, numbered, purge, since, tier_tc, wait_in_memcached,
+                     wait_in_redis, wait_stat)
 
 TIERS = ["memory", "redis", "memcached"]
 CHANNEL = "tct-invalidate"
@@ -509,3 +510,60 @@ def test_broadcast_three_nodes():
         assert st[n] == {"inval_requests": 3, "inval_broadcast_sent": 1,
                          "inval_broadcast_received": 2}, ("node " + n, st)
     assert len(sub.messages) == 3, sub.messages
+
+
+# --------------------------------------------------------------------------
+# the ban log: bans outlive restarts
+
+def test_ban_log_memcached_only():
+    """Without Redis the ban log is a memcached value: after a restart, a
+    tag ban made before it still hides the memcached copy (memcached
+    cannot be searched, so the copy is still there)."""
+    o = Origin("o")
+    mcs = [Memcached(name="memcached-%d" % i).start() for i in range(2)]
+    tc = tier_tc(o, tiers=["memory", "memcached"], memcached=mcs,
+                 invalidation={"node_id": "solo"})
+    numbered(o, "/m/1", headers=[("Surrogate-Key", "doomed")])
+    numbered(o, "/m/2")
+    for t in ("/m/1", "/m/2"):
+        check_body(get(tc.port, t), t, 1)
+        wait_in_memcached(mcs, body_n(t, 1))
+    invalidate_ok(tc, "tag", removed=1, tag="doomed")
+    # The copy is still in memcached: only the ban stands between it and a client.
+    assert in_memcached(mcs, body_n("/m/1", 1)), "expected the memcached copy to remain"
+    wait_for(lambda: any(b"doomed" in (m.get("tc:bans") or b"") for m in mcs), timeout=5,
+             msg="the ban log in memcached")
+    tc.restart()
+    expect_miss(tc, o, "/m/1", 2, what="after a restart: ")
+    expect_hit(tc, "/m/2", where="memcached")
+
+
+def test_ban_log_unreadable_at_start():
+    """If the ban log cannot be read at start-up (Redis down), objects the
+    tiers hold from before count as banned; what is stored afterwards is
+    served from the tiers as usual."""
+    o = Origin("o")
+    redis = RedisServer().start()
+    mcs = [Memcached(name="memcached-%d" % i).start() for i in range(2)]
+    tc = tier_tc(o, tiers=TIERS, redis=redis, memcached=mcs,
+                 redis_opts={"connect_timeout": "100ms", "timeout": "50ms"},
+                 invalidation={"node_id": "solo"})
+    numbered(o, "/s/1")
+    numbered(o, "/s/2")
+    check_body(get(tc.port, "/s/1"), "/s/1", 1)
+    wait_in_memcached(mcs, body_n("/s/1", 1))
+    tc.stop()
+    redis.stop()
+    tc.start()
+    assert "cannot read the ban log" in tc.error_log_text() + tc.stderr_text(), \
+        tc.diagnostics()
+    # Stored before the start: not trusted, fetched again.
+    expect_miss(tc, o, "/s/1", 2, what="old object, unreadable ban log: ")
+    # Stored after it: a memcached hit after another restart (Redis still down,
+    # so the log is still unreadable... and the new object was stored after
+    # that start too, so start it with Redis up this time).
+    check_body(get(tc.port, "/s/2"), "/s/2", 1)
+    wait_in_memcached(mcs, body_n("/s/2", 1))
+    redis.start()
+    tc.restart()
+    expect_hit(tc, "/s/2", where="memcached")
