@@ -23,6 +23,7 @@
  */
 #include <arpa/inet.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -55,21 +56,23 @@
 #define CONN_CACHE_MAX_LOOKUPS 4 /* memory, shared tier marker, variant, and one retry */
 
 static atomic_uint_fast64_t conn_cache_vary_ids;
+static pthread_once_t conn_cache_vary_once = PTHREAD_ONCE_INIT;
+
+static void
+conn_cache_vary_seed(void)
+{
+    uint64_t r = 0;
+    if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
+        r = (uint64_t)util_wall_us() * 0x9e3779b97f4a7c15ull;
+    atomic_store(&conn_cache_vary_ids, r | 1);
+}
 
 /* A new Vary marker id. Ids start at a random point so that a restarted
  * process never reuses one still naming variants in a shared tier. */
 static uint64_t
 conn_cache_vary_id(void)
 {
-    uint64_t id = atomic_fetch_add(&conn_cache_vary_ids, 1);
-    if (id != 0)
-        return id;
-    uint64_t r = 0;
-    if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
-        r = (uint64_t)util_wall_us() * 0x9e3779b97f4a7c15ull;
-    r |= 1;
-    uint_fast64_t expected = 1;
-    atomic_compare_exchange_strong(&conn_cache_vary_ids, &expected, r + 1);
+    pthread_once(&conn_cache_vary_once, conn_cache_vary_seed);
     return atomic_fetch_add(&conn_cache_vary_ids, 1);
 }
 
