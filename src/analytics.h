@@ -1,0 +1,165 @@
+/*
+ * analytics: per-route latency and cache statistics, recorded by workers
+ * without locks and read by the main thread.
+ *
+ * Each worker owns one struct analytics_route per route name it has
+ * served (kept across reloads: same name, same statistics). A request is
+ * recorded once, when it ends: its outcome (hit from memory, Redis or
+ * memcached, miss, stale, revalidated, coalesced, pass, bypass, error),
+ * for a miss its cause, its bytes, and its latencies into bounded-error
+ * histograms (hist.h) by outcome, plus origin time and shared-tier lookup
+ * time. Histograms are allocated on first use, so a route pays only for
+ * the outcomes it sees: about 11 KiB per histogram per worker.
+ *
+ * The main thread merges the workers' structs when asked (since start)
+ * and every ANALYTICS_SLOT_S seconds (analytics_tick) keeps the change
+ * since the previous tick as a sparse delta, so the recent window (the
+ * last ANALYTICS_WINDOW_S seconds, sliding by one slot) is the sum of the
+ * last deltas. Budgets are judged on that window at each tick.
+ *
+ * Cold and warm: each route has a warm-up window (routes[].analytics
+ * warmup, 60 s by default) that starts at process start and again when
+ * the route is flushed (analytics_route_flushed); requests are counted
+ * separately during it and after it.
+ *
+ * Threads: analytics_record* on the worker that owns the struct;
+ * analytics_worker_route from the worker when it builds a generation;
+ * everything else on the main thread.
+ */
+#ifndef TAILCACHE_ANALYTICS_H
+#define TAILCACHE_ANALYTICS_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hist.h"
+
+struct config;
+struct evbuffer;
+
+#define ANALYTICS_SLOT_S 5
+#define ANALYTICS_WINDOW_S 60
+#define ANALYTICS_SLOTS (ANALYTICS_WINDOW_S / ANALYTICS_SLOT_S)
+
+/* X(name, "help"): how a request ended. */
+#define ANALYTICS_OUTCOMES(X)                                                                      \
+    X(hit_memory, "answered from the memory cache")                                                \
+    X(hit_redis, "answered from the Redis tier")                                                   \
+    X(hit_memcached, "answered from the memcached tier")                                           \
+    X(miss, "fetched from the origin to be stored")                                                \
+    X(stale, "a stale entry served (stale-while-revalidate, stale-if-error)")                      \
+    X(revalidated, "an expired entry confirmed by a 304")                                          \
+    X(coalesced, "served from another request's fetch")                                            \
+    X(pass, "sent to the origin without the cache")                                                \
+    X(bypass, "sent to the origin by bypass sampling (sample_bypass)")                             \
+    X(error, "answered with an error of the proxy's own (502, 503, 504)")
+
+enum analytics_outcome {
+#define ANALYTICS_OUTCOME_ENUM(name, help) ANALYTICS_##name,
+    ANALYTICS_OUTCOMES(ANALYTICS_OUTCOME_ENUM)
+#undef ANALYTICS_OUTCOME_ENUM
+        ANALYTICS_NOUTCOMES
+};
+
+/* X(name, "help"): why a request missed. */
+#define ANALYTICS_CAUSES(X)                                                                        \
+    X(cold, "the key was not in the cache and not evicted or invalidated lately")                  \
+    X(expired, "only an expired entry was found")                                                  \
+    X(evicted, "the key was evicted lately (ghost list)")                                          \
+    X(invalidated, "the key was invalidated lately")                                               \
+    X(not_storable, "the response is not storable, or a hit-for-miss marker sent it on")           \
+    X(vary, "the resource is cached, but not this variant")                                        \
+    X(tier_error, "a shared tier failed or timed out on the way")
+
+enum analytics_cause {
+    ANALYTICS_CAUSE_NONE = -1,
+#define ANALYTICS_CAUSE_ENUM(name, help) ANALYTICS_CAUSE_##name,
+    ANALYTICS_CAUSES(ANALYTICS_CAUSE_ENUM)
+#undef ANALYTICS_CAUSE_ENUM
+        ANALYTICS_NCAUSES
+};
+
+/* Latency series besides the per-outcome ones. */
+enum analytics_series {
+    ANALYTICS_SERIES_TOTAL = ANALYTICS_NOUTCOMES, /* every request */
+    ANALYTICS_SERIES_ORIGIN,                      /* origin time of requests that went there */
+    ANALYTICS_SERIES_TIER,                        /* shared-tier lookup time */
+    ANALYTICS_SERIES_COLD,                        /* every request in the warm-up window */
+    ANALYTICS_SERIES_WARM,                        /* every request after it */
+    ANALYTICS_NSERIES
+};
+
+/* A route's counters on one worker: plain uint64_t, written by the worker. */
+struct analytics_counts {
+    uint64_t requests;
+    uint64_t outcomes[ANALYTICS_NOUTCOMES];
+    uint64_t causes[ANALYTICS_NCAUSES];
+    uint64_t bytes_cache;  /* body bytes sent from cached objects */
+    uint64_t bytes_origin; /* body bytes relayed from the origin */
+    uint64_t cold_requests, cold_hits;
+    uint64_t warm_requests, warm_hits;
+};
+
+/* One route on one worker. */
+struct analytics_route {
+    struct analytics_route *next; /* the worker's list; published with a release store */
+    char *name;
+    struct analytics_shared *shared;
+    struct analytics_counts c;
+    _Atomic(struct hist *) h[ANALYTICS_NSERIES]; /* NULL until the first sample */
+};
+
+/* What a request contributes, gathered by conn.c when it ends. */
+struct analytics_sample {
+    enum analytics_outcome outcome;
+    enum analytics_cause cause;
+    uint64_t total_us;
+    uint64_t origin_us; /* 0: did not go to the origin */
+    uint64_t tier_us;   /* 0: no shared-tier lookup */
+    uint64_t body_bytes;
+};
+
+/* Per route name, shared by workers and main (warm-up window, budgets). */
+struct analytics_shared;
+
+/* The process's analytics (main thread). */
+struct analytics;
+
+/* Main thread, at start-up. Never NULL. */
+struct analytics *analytics_new(const struct config *cfg);
+void analytics_free(struct analytics **ap);
+
+/* Main thread: a reload (route settings: warm-up, budgets, bypass). */
+void analytics_set_config(struct analytics *a, const struct config *cfg);
+
+/* Main thread, before a worker starts: registers its list head so readers
+ * find its routes. */
+void analytics_register_worker(struct analytics *a, struct analytics_route *const *head);
+
+/* Worker thread: its struct for route name (created on first use, then
+ * the same one for ever). head: the worker's list. Never NULL. */
+struct analytics_route *analytics_worker_route(struct analytics *a, struct analytics_route **head,
+                                               const char *name);
+
+/* Worker thread: records one request. */
+void analytics_record(struct analytics_route *r, const struct analytics_sample *s);
+
+/* Any thread: the route's warm-up window starts again (a flush). */
+void analytics_route_flushed(struct analytics *a, const char *route);
+
+/* Main thread, every ANALYTICS_SLOT_S seconds: closes a window slot,
+ * judges budgets (logging changes). */
+void analytics_tick(struct analytics *a);
+
+/* Main thread: everything as JSON (an object: "window_s", "routes": [...],
+ * "total": {...}) / as Prometheus text. */
+void analytics_format_json(struct analytics *a, struct evbuffer *out);
+void analytics_format_prometheus(struct analytics *a, struct evbuffer *out);
+
+/* The outcome's and cause's names. */
+const char *analytics_outcome_name(enum analytics_outcome o);
+const char *analytics_cause_name(enum analytics_cause c);
+
+#endif
