@@ -16,6 +16,7 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
+#include "analytics.h"
 #include "ban.h"
 #include "config.h"
 #include "http_parser.h"
@@ -28,6 +29,7 @@
 struct admin {
     struct evhttp *http;
     struct inval *inval;
+    struct analytics *analytics;
 };
 
 static void
@@ -186,12 +188,32 @@ admin_on_request(struct evhttp_request *req, void *arg)
         evbuffer_add(body, "ok\n", 3);
         admin_reply(req, 200, "text/plain", body);
     } else if (plen == 6 && strncmp(uri, "/stats", 6) == 0) {
+        struct admin *a = arg;
         stats_sum(&st);
         stats_format_json(body, &st);
+        if (a->analytics != NULL) {
+            /* The counters' object, then "analytics" inside it. */
+            size_t n = evbuffer_get_length(body);
+            evbuffer_drain(body, 0);
+            struct evbuffer *tmp = evbuffer_new();
+            if (tmp != NULL && n >= 2) {
+                evbuffer_remove_buffer(body, tmp, n - 2); /* all but "}\n" */
+                evbuffer_drain(body, evbuffer_get_length(body));
+                evbuffer_add_buffer(body, tmp);
+                evbuffer_add(body, ",\"analytics\":", 13);
+                analytics_format_json(a->analytics, body);
+                evbuffer_add(body, "}\n", 2);
+            }
+            if (tmp != NULL)
+                evbuffer_free(tmp);
+        }
         admin_reply(req, 200, "application/json", body);
     } else if (plen == 8 && strncmp(uri, "/metrics", 8) == 0) {
+        struct admin *a = arg;
         stats_sum(&st);
         stats_format_prometheus(body, &st);
+        if (a->analytics != NULL)
+            analytics_format_prometheus(a->analytics, body);
         admin_reply(req, 200, "text/plain; version=0.0.4", body);
     } else if (invalidate) {
         admin_invalidate(arg, req, uri + 12, plen - 12, body);
@@ -203,13 +225,15 @@ admin_on_request(struct evhttp_request *req, void *arg)
 }
 
 struct admin *
-admin_start(struct event_base *base, const struct config_addr *addr, struct inval *iv)
+admin_start(struct event_base *base, const struct config_addr *addr, struct inval *iv,
+            struct analytics *an)
 {
     struct admin *a = calloc(1, sizeof(*a));
     int fd = -1, one = 1;
     if (a == NULL)
         abort();
     a->inval = iv;
+    a->analytics = an;
     a->http = evhttp_new(base);
     if (a->http == NULL)
         goto fail;

@@ -11,13 +11,15 @@
 
 struct admin;
 struct config_addr;
+struct analytics;
 struct event_base;
 struct inval;
 
 /* Listens on addr; returns a new admin or NULL with the reason logged.
- * iv (borrowed) applies invalidations. */
+ * iv (borrowed) applies invalidations; an (borrowed) has the per-route
+ * analytics added to /stats and /metrics. */
 struct admin *admin_start(struct event_base *base, const struct config_addr *addr,
-                          struct inval *iv);
+                          struct inval *iv, struct analytics *an);
 
 /* Stops listening and frees; clears *ap; accepts NULL. */
 void admin_free(struct admin **ap);

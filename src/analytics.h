@@ -22,9 +22,10 @@
  * the route is flushed (analytics_route_flushed); requests are counted
  * separately during it and after it.
  *
- * Threads: analytics_record* on the worker that owns the struct;
+ * Threads: analytics_record on the worker that owns the struct;
  * analytics_worker_route from the worker when it builds a generation;
- * everything else on the main thread.
+ * everything else on the main thread. The route list is only ever added
+ * to (at its head), so readers walk it without a lock.
  */
 #ifndef TAILCACHE_ANALYTICS_H
 #define TAILCACHE_ANALYTICS_H
@@ -88,6 +89,8 @@ enum analytics_series {
     ANALYTICS_SERIES_TIER,                        /* shared-tier lookup time */
     ANALYTICS_SERIES_COLD,                        /* every request in the warm-up window */
     ANALYTICS_SERIES_WARM,                        /* every request after it */
+    ANALYTICS_SERIES_REFRESH,                     /* background refreshes (not client requests) */
+    ANALYTICS_SERIES_STALE_AGE,                   /* how stale the stale content served was */
     ANALYTICS_NSERIES
 };
 
@@ -100,6 +103,9 @@ struct analytics_counts {
     uint64_t bytes_origin; /* body bytes relayed from the origin */
     uint64_t cold_requests, cold_hits;
     uint64_t warm_requests, warm_hits;
+    uint64_t coalesce_timeouts;    /* waits that gave up (coalesce_timeout) */
+    uint64_t coalesce_uncacheable; /* waits that ended in a response not storable */
+    uint64_t refreshes, refresh_failures; /* background refreshes and those that failed */
 };
 
 /* One route on one worker. */
@@ -115,6 +121,11 @@ struct analytics_route {
 struct analytics_sample {
     enum analytics_outcome outcome;
     enum analytics_cause cause;
+    bool refresh;          /* a background refresh: counted apart, not as a request */
+    bool failed;           /* a refresh that did not get a usable response */
+    bool coalesce_timeout; /* gave up waiting on another fetch */
+    bool coalesce_uncacheable; /* waited on a fetch that turned out not storable */
+    uint64_t stale_age_us; /* stale outcome: how far past its freshness */
     uint64_t total_us;
     uint64_t origin_us; /* 0: did not go to the origin */
     uint64_t tier_us;   /* 0: no shared-tier lookup */
@@ -146,7 +157,7 @@ struct analytics_route *analytics_worker_route(struct analytics *a, struct analy
 /* Worker thread: records one request. */
 void analytics_record(struct analytics_route *r, const struct analytics_sample *s);
 
-/* Any thread: the route's warm-up window starts again (a flush). */
+/* Main thread: the route's warm-up window starts again (a flush). */
 void analytics_route_flushed(struct analytics *a, const char *route);
 
 /* Main thread, every ANALYTICS_SLOT_S seconds: closes a window slot,

@@ -76,6 +76,7 @@
 #include "cache.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -153,11 +154,15 @@ struct cache_shard {
     uint64_t ghost_hits;
 } __attribute__((aligned(64))); /* no false sharing between shard locks */
 
+/* Recently invalidated hashes: a lossy direct-mapped table, for miss causes. */
+#define CACHE_INVALIDATED_SLOTS 16384
+
 struct cache {
     enum cache_eviction ev;
     unsigned nshards;
     unsigned shard_bits;
     struct cache_shard *shards;
+    _Atomic uint64_t invalidated[CACHE_INVALIDATED_SLOTS];
 };
 
 /* References to drop once the shard lock is released. */
@@ -703,6 +708,30 @@ cache_lookup(struct cache *c, const char *key, size_t len, uint64_t hash)
  * A rejected o leaves an entry with its key in place: whether a stale
  * version must go is the caller's decision (cache_remove).
  */
+void
+cache_note_invalidated(struct cache *c, uint64_t hash)
+{
+    atomic_store_explicit(&c->invalidated[hash % CACHE_INVALIDATED_SLOTS], hash | 1,
+                          memory_order_relaxed);
+}
+
+bool
+cache_was_invalidated(struct cache *c, uint64_t hash)
+{
+    return atomic_load_explicit(&c->invalidated[hash % CACHE_INVALIDATED_SLOTS],
+                                memory_order_relaxed) == (hash | 1);
+}
+
+/* A key stored again is no longer "invalidated lately". */
+static void
+cache_forget_invalidated(struct cache *c, uint64_t hash)
+{
+    _Atomic uint64_t *slot = &c->invalidated[hash % CACHE_INVALIDATED_SLOTS];
+    uint64_t want = hash | 1;
+    if (atomic_load_explicit(slot, memory_order_relaxed) == want)
+        atomic_compare_exchange_strong(slot, &want, 0);
+}
+
 int
 cache_insert(struct cache *c, struct obj *o)
 {
@@ -710,6 +739,7 @@ cache_insert(struct cache *c, struct obj *o)
     struct cache_defer d = {.n = 0};
     size_t charge = obj_size(o);
 
+    cache_forget_invalidated(c, o->hash);
     if (charge > sh->max_bytes)
         return -1;
     pthread_mutex_lock(&sh->mu);
@@ -736,6 +766,7 @@ cache_insert_or_get(struct cache *c, struct obj *o)
     size_t charge = obj_size(o);
     struct obj *old;
 
+    cache_forget_invalidated(c, o->hash);
     pthread_mutex_lock(&sh->mu);
     old = *cache_shard_slot(sh, o->key, o->key_len, o->hash);
     UTIL_ASSERT(old != o);
@@ -851,8 +882,10 @@ cache_sweep_flush(struct cache *c, struct cache_sweep *sw)
     for (size_t i = 0; i < sw->n; i++) {
         struct obj *o = sw->batch[i];
         if ((sw->match == NULL || sw->match(sw->arg, o)) &&
-            cache_remove(c, o->key, o->key_len, o->hash, o))
+            cache_remove(c, o->key, o->key_len, o->hash, o)) {
+            cache_note_invalidated(c, o->hash);
             sw->removed++;
+        }
         obj_unref(&sw->batch[i]);
     }
     sw->n = 0;

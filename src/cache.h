@@ -91,6 +91,14 @@ void cache_recharge(struct cache *c, struct obj *o);
 /* The largest charge an entry may have: one shard's budget. */
 size_t cache_entry_limit(const struct cache *c);
 
+/* Remembers that the key of hash was invalidated (lossy: a later key of
+ * another hash may take its place); cache_sweep() notes what it removes,
+ * and storing the key again forgets it. */
+void cache_note_invalidated(struct cache *c, uint64_t hash);
+
+/* True when hash was noted invalidated and not stored since (miss causes). */
+bool cache_was_invalidated(struct cache *c, uint64_t hash);
+
 /* True when hash was evicted recently (it is in the ghost). */
 bool cache_was_evicted(struct cache *c, uint64_t hash);
 

@@ -117,6 +117,13 @@ struct config_route_cache {
     size_t nrules;
 };
 
+/* routes[].analytics.budget: judged over the last 60 s; -1: not given. */
+struct config_budget {
+    int64_t p50_us, p90_us, p95_us, p99_us, p999_us;
+    double hit_ratio;
+    bool set; /* any given */
+};
+
 enum config_eviction {
     CONFIG_EVICT_S3FIFO,
     CONFIG_EVICT_LRU,
@@ -134,6 +141,9 @@ struct config_route {
     struct config_upstream *upstream;
     char *host_rewrite; /* Host sent upstream; NULL keeps the client's */
     struct config_route_cache cache;
+    unsigned analytics_warmup_ms; /* routes[].analytics.warmup */
+    double sample_bypass;         /* routes[].analytics.sample_bypass */
+    struct config_budget budget;  /* routes[].analytics.budget */
 };
 
 /* cache.redis: the Redis tier and the invalidation bus. */
@@ -211,6 +221,8 @@ struct config {
     unsigned coalesce_timeout_ms; /* longest a request waits on another's fetch */
     unsigned hit_for_miss_ms;     /* how long "not storable" sends requests straight on */
 
+    bool analytics_enabled; /* analytics.enabled */
+    bool admin_defaulted;   /* quick mode chose the admin address itself */
     struct config_redis redis;
     struct config_memcached memcached;
     struct config_invalidation invalidation;

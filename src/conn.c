@@ -37,6 +37,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
+#include "analytics.h"
 #include "body.h"
 #include "config.h"
 #include "conn_int.h"
@@ -330,6 +331,58 @@ conn_close_all(struct worker *w)
 
 /* --- access log and accounting ---------------------------------------- */
 
+/* The analytics outcome of the exchange that ends. */
+static enum analytics_outcome
+conn_outcome(const struct conn_exchange *x)
+{
+    const char *o = x->outcome;
+    if (x->proxy_error)
+        return ANALYTICS_error;
+    if (o == NULL)
+        return ANALYTICS_pass;
+    switch (o[0]) {
+    case 'h':
+        return strcmp(o, "hit-redis") == 0       ? ANALYTICS_hit_redis
+               : strcmp(o, "hit-memcached") == 0 ? ANALYTICS_hit_memcached
+                                                 : ANALYTICS_hit_memory;
+    case 's':
+        return ANALYTICS_stale;
+    case 'r':
+        return ANALYTICS_revalidated;
+    case 'c':
+        return ANALYTICS_coalesced;
+    case 'm':
+        return ANALYTICS_miss;
+    case 'b':
+        return ANALYTICS_bypass;
+    default:
+        return ANALYTICS_pass;
+    }
+}
+
+/* Records the exchange in its route's analytics. */
+static void
+conn_record(struct conn *c, uint64_t now)
+{
+    const struct conn_exchange *x = &c->x;
+    if (x->route == NULL || x->gen == NULL || x->gen->analytics == NULL)
+        return;
+    struct analytics_sample s = {
+        .outcome = conn_outcome(x),
+        .cause = (enum analytics_cause)((int)x->miss_cause - 1),
+        .refresh = c->internal,
+        .failed = c->internal && (x->proxy_error || x->status >= 500 || x->status == 0),
+        .coalesce_timeout = x->coalesce_timeout,
+        .total_us = now - x->t_start,
+        .origin_us = x->t_up_start ? (x->t_up_end ? x->t_up_end : now) - x->t_up_start : 0,
+        .tier_us = x->tier_us,
+        .body_bytes = x->body_bytes,
+        .stale_age_us = x->stale_age > 0 ? (uint64_t)x->stale_age * 1000000 : 0,
+    };
+    s.coalesce_uncacheable = x->waited_failed && s.outcome == ANALYTICS_pass;
+    analytics_record(x->gen->analytics[x->route - x->gen->cfg->routes], &s);
+}
+
 static void
 conn_log_access(struct conn *c, uint64_t now)
 {
@@ -339,6 +392,7 @@ conn_log_access(struct conn *c, uint64_t now)
     size_t n;
     const struct http_request *r = &c->req;
 
+    conn_record(c, now);
     if (!log_access_enabled())
         return;
     log_timestamp(ts, sizeof(ts));
@@ -454,6 +508,7 @@ conn_respond_error(struct conn *c, int status)
     x->status = status;
     x->resp_started = true;
     x->resp_done = true;
+    x->proxy_error = status >= 500;
     http_write_error(bufferevent_get_output(c->bev), status, c->close_after,
                      c->req.method_id == HTTP_M_HEAD, conn_cache_error_lines(c));
     conn_finish(c);

@@ -36,6 +36,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
+#include "analytics.h"
 #include "ban.h"
 #include "cache.h"
 #include "cache_key.h"
@@ -92,6 +93,14 @@ static const struct cache_policy_route *
 conn_cache_policy(const struct conn *c)
 {
     return &c->x.gen->policies[c->x.route - c->x.gen->cfg->routes];
+}
+
+/* Notes why this request missed (analytics), unless a cause is set. */
+static void
+conn_cache_cause(struct conn *c, enum analytics_cause cause, bool override)
+{
+    if (c->x.miss_cause == 0 || override)
+        c->x.miss_cause = (uint8_t)(cause + 1);
 }
 
 static void conn_cache_set_status(struct conn *c, const char *fmt, ...)
@@ -372,6 +381,7 @@ conn_cache_on_wake(evutil_socket_t fd, short what, void *arg)
         return; /* no head yet */
     /* The fetch we waited on failed or was not storable: look again (a
      * hit-for-miss marker or a Vary marker may be there now). */
+    x->waited_failed = true;
     deliver_stop(&x->dlv);
     conn_cache_stop_timer(c);
     conn_cache_lookup(c);
@@ -389,6 +399,7 @@ conn_cache_on_coalesce_timeout(evutil_socket_t fd, short what, void *arg)
     log_info("conn=%" PRIu64 ": waited coalesce_timeout for another fetch; fetching alone", c->id);
     deliver_stop(&c->x.dlv);
     c->w->stats.cache_coalesce_timeouts++;
+    c->x.coalesce_timeout = true;
     conn_cache_pass(c, "miss; detail=coalesce-timeout");
 }
 
@@ -458,7 +469,7 @@ conn_cache_fetch(struct conn *c, const char *fwd)
     conn_upstream_send(c);
 }
 
-static void conn_cache_on_l2(void *arg, const struct tier_hit *hit);
+static void conn_cache_on_l2(void *arg, const struct tier_hit *hit, bool failed);
 static void conn_cache_store_l2(struct conn *c, struct obj *o);
 
 /* Becomes the leader: links a BUSY object under the key, then looks in
@@ -495,11 +506,15 @@ conn_cache_miss(struct conn *c, const char *fwd)
     x->fill = o;
     x->fill_linked = true;
     if (!c->internal && c->w->tiers != NULL &&
-        tier_lookup(c->w->tiers, rc->tiers, rc->ntiers, c->key, c->key_len, conn_cache_on_l2, c,
-                    &x->l2) == 0) {
-        x->l2_fwd = fwd;
-        x->outcome = "miss";
-        return;
+        tier_route_has_l2(c->w->tiers, rc->tiers, rc->ntiers)) {
+        x->t_tier_start = util_now_us();
+        if (tier_lookup(c->w->tiers, rc->tiers, rc->ntiers, c->key, c->key_len, conn_cache_on_l2,
+                        c, &x->l2) == 0) {
+            x->l2_fwd = fwd;
+            x->outcome = "miss";
+            return;
+        }
+        conn_cache_cause(c, ANALYTICS_CAUSE_tier_error, true); /* every tier skipped */
     }
     conn_cache_fetch(c, fwd);
 }
@@ -536,12 +551,15 @@ conn_cache_promote(struct conn *c, const struct envelope *e)
  * starts over, so freshness, Vary and the client's conditionals are
  * handled as for any memory entry. */
 static void
-conn_cache_on_l2(void *arg, const struct tier_hit *hit)
+conn_cache_on_l2(void *arg, const struct tier_hit *hit, bool failed)
 {
     struct conn *c = arg;
     struct conn_exchange *x = &c->x;
     struct obj *p;
     x->l2 = NULL;
+    x->tier_us += util_now_us() - x->t_tier_start;
+    if (hit == NULL && failed)
+        conn_cache_cause(c, ANALYTICS_CAUSE_tier_error, true);
     if (hit == NULL || (p = conn_cache_promote(c, &hit->env)) == NULL) {
         conn_cache_fetch(c, x->l2_fwd);
         return;
@@ -586,6 +604,7 @@ conn_cache_refetch(struct conn *c, struct obj *o, const struct cache_policy_info
     struct cache_policy_conditional cond;
 
     c->w->stats.cache_expired++;
+    conn_cache_cause(c, ANALYTICS_CAUSE_expired, false);
     if (conn_cache_only_if_cached(c))
         return;
     if (c->req.method_id == HTTP_M_HEAD) {
@@ -688,6 +707,7 @@ conn_cache_serve_complete(struct conn *c, struct obj *o)
         snprintf(status, sizeof(status),
                  "tailcache; hit; ttl=%" PRId64 "; detail=stale-while-revalidate", info.ttl_left);
         x->outcome = "stale";
+        x->stale_age = -info.ttl_left;
         c->w->stats.cache_stale_served++;
         conn_cache_bg_refresh(c, o);
     } else {
@@ -735,6 +755,12 @@ conn_cache_lookup(struct conn *c)
         bool evicted = cache_was_evicted(cache, c->key_hash);
         if (evicted)
             c->w->stats.cache_miss_evicted++;
+        conn_cache_cause(c,
+                         evicted                                         ? ANALYTICS_CAUSE_evicted
+                         : cache_was_invalidated(cache, c->key_hash)     ? ANALYTICS_CAUSE_invalidated
+                         : x->via_vary                                   ? ANALYTICS_CAUSE_vary
+                                                                         : ANALYTICS_CAUSE_cold,
+                         false);
         conn_cache_miss(c, x->via_vary ? "vary-miss" : "uri-miss");
         return;
     }
@@ -742,6 +768,7 @@ conn_cache_lookup(struct conn *c)
         if (o->expires_at > conn_cache_now()) {
             obj_unref(&o);
             c->w->stats.cache_hit_for_miss++;
+            conn_cache_cause(c, ANALYTICS_CAUSE_not_storable, true);
             conn_cache_pass(c, "uri-miss; detail=hit-for-miss");
             return;
         }
@@ -782,8 +809,10 @@ conn_cache_invalidate_uri(struct conn *c, const char *path, size_t path_len, con
     r->query_len = query_len;
     r->method_id = HTTP_M_GET;
     if (conn_cache_primary_key(c)) {
-        if (cache_remove(conn_cache_store(c), c->key, c->key_len, c->key_hash, NULL))
+        if (cache_remove(conn_cache_store(c), c->key, c->key_len, c->key_hash, NULL)) {
+            cache_note_invalidated(conn_cache_store(c), c->key_hash);
             c->w->stats.cache_invalidations++;
+        }
         if (c->w->tiers != NULL)
             tier_delete(c->w->tiers, c->key, c->key_len);
     }
@@ -829,8 +858,11 @@ conn_cache_submit_ban(struct conn *c, struct ban *b)
     if (ban_kind_of(b) == BAN_URL) {
         size_t n;
         const char *k = ban_arg(b, &n);
-        if (cache_remove(conn_cache_store(c), k, n, cache_hash(k, n), NULL))
+        uint64_t h = cache_hash(k, n);
+        if (cache_remove(conn_cache_store(c), k, n, h, NULL)) {
+            cache_note_invalidated(conn_cache_store(c), h);
             c->w->stats.inval_removed++;
+        }
     }
     if (c->w->inval != NULL)
         inval_submit(c->w->inval, b);
@@ -1004,6 +1036,7 @@ conn_cache_serve_stale(struct conn *c, const char *why)
     snprintf(status, sizeof(status), "tailcache; hit; ttl=%" PRId64 "; detail=%s",
              meta.lifetime - age, why);
     x->outcome = "stale";
+    x->stale_age = age - meta.lifetime;
     c->w->stats.cache_stale_served++;
     conn_cache_deliver_entry(c, o, &meta, status, age);
     obj_unref(&o);
@@ -1139,6 +1172,16 @@ conn_cache_begin(struct conn *c)
         conn_cache_set_status(c, "fwd=method");
         return false;
     }
+    if (x->route->sample_bypass > 0 && !c->internal &&
+        worker_random(c->w) < x->route->sample_bypass) {
+        /* Bypass sampling: this one sees the origin as if there were no
+         * cache, so the statistics compare both under the same traffic. */
+        x->outcome = "bypass";
+        c->w->stats.cache_pass++;
+        conn_cache_set_status(c, "fwd=bypass; detail=sample");
+        conn_upstream_send(c);
+        return true;
+    }
     if (!conn_cache_events(c)) {
         conn_cache_pass(c, "bypass; detail=no-memory");
         return true;
@@ -1235,6 +1278,7 @@ conn_cache_hit_for_miss(struct conn *c, const char *reason)
     obj_unref(&x->fill);
     c->w->stats.cache_not_stored++;
     x->outcome = "pass";
+    conn_cache_cause(c, ANALYTICS_CAUSE_not_storable, true);
     conn_cache_set_status(c, "fwd=miss; detail=%s", reason);
 }
 
@@ -1305,6 +1349,7 @@ conn_cache_on_response_head(struct conn *c)
              * one client could turn caching off for everyone. */
             c->w->stats.cache_not_stored++;
             x->outcome = "pass";
+            conn_cache_cause(c, ANALYTICS_CAUSE_not_storable, true);
             conn_cache_set_status(c, "fwd=miss; detail=%s", cache_policy_reason_name(reason));
             conn_cache_fail_fill(c);
             return;

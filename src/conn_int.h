@@ -94,6 +94,13 @@ struct conn_exchange {
     const char *l2_fwd;     /* the miss's Cache-Status fwd=, kept across the L2 lookup */
     const char *hit_tier;   /* the next hit was promoted from this tier ("redis"...) */
     int64_t fetch_start_us; /* wall clock: when the fetch filling x->fill started */
+    uint64_t tier_us;       /* time spent in a shared-tier lookup */
+    uint64_t t_tier_start;  /* µs, the tier lookup started */
+    uint8_t miss_cause;     /* enum analytics_cause + 1; 0: none */
+    bool proxy_error;       /* the response is an error of the proxy's own */
+    bool waited_failed;     /* a fetch this request waited on failed or was not storable */
+    bool coalesce_timeout;  /* gave up waiting on another fetch */
+    int64_t stale_age;      /* seconds past freshness of the stale entry served */
     int64_t request_time;   /* wall-clock seconds when the fetch started */
     const char *outcome;    /* the access log's cache= field */
     char cache_lines[224];  /* Cache-Status (and Server-Timing) for a relayed response */

@@ -21,6 +21,7 @@
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
 
+#include "analytics.h"
 #include "cache.h"
 #include "cache_key.h"
 #include "config.h"
@@ -57,6 +58,7 @@ struct inval {
     pthread_mutex_t mu;       /* guards queue */
     struct inval_queue queue; /* bans submitted by workers */
     struct event *ev_queue;
+    struct analytics *analytics; /* borrowed, may be NULL */
 };
 
 /* --- memory ------------------------------------------------------------- */
@@ -119,7 +121,11 @@ inval_sweep(struct inval *iv, struct ban **bans, size_t n)
         if (ban_kind_of(bans[i]) == BAN_URL && !parts) {
             size_t len;
             const char *k = ban_arg(bans[i], &len);
-            removed += cache_remove(iv->cache, k, len, cache_hash(k, len), NULL) ? 1 : 0;
+            uint64_t h = cache_hash(k, len);
+            if (cache_remove(iv->cache, k, len, h, NULL)) {
+                cache_note_invalidated(iv->cache, h);
+                removed++;
+            }
         } else {
             struct ban *t = bans[walk];
             bans[walk++] = bans[i];
@@ -129,6 +135,11 @@ inval_sweep(struct inval *iv, struct ban **bans, size_t n)
     if (walk > 0) {
         struct inval_set set = {bans, walk};
         removed += cache_sweep(iv->cache, inval_key_filter, inval_match, &set);
+    }
+    for (size_t i = 0; i < n && iv->analytics != NULL; i++) {
+        size_t len;
+        if (ban_kind_of(bans[i]) == BAN_ROUTE)
+            analytics_route_flushed(iv->analytics, ban_arg(bans[i], &len)); /* cold again */
     }
     iv->st.inval_requests += n;
     iv->st.inval_removed += removed;
@@ -607,6 +618,12 @@ inval_set_config(struct inval *iv, struct config *cfg)
 {
     config_unref(&iv->cfg);
     iv->cfg = config_ref(cfg);
+}
+
+void
+inval_set_analytics(struct inval *iv, struct analytics *an)
+{
+    iv->analytics = an;
 }
 
 struct config *

@@ -35,6 +35,7 @@
 
 #include "ban.h"
 
+struct analytics;
 struct cache;
 struct config;
 struct config_route;
@@ -62,6 +63,10 @@ void inval_free(struct inval **ivp);
 
 /* Main thread: the configuration route bans and URL keys use from now on. */
 void inval_set_config(struct inval *iv, struct config *cfg);
+
+/* Main thread: where a route purge starts the route's warm-up window
+ * again (borrowed; NULL: nowhere). */
+void inval_set_analytics(struct inval *iv, struct analytics *an);
 
 /* Main thread: the current configuration (borrowed). */
 struct config *inval_config(struct inval *iv);

@@ -28,6 +28,7 @@
 #include <event2/thread.h>
 
 #include "admin.h"
+#include "analytics.h"
 #include "ban.h"
 #include "inval.h"
 #include "tier.h"
@@ -51,9 +52,20 @@ struct main_state {
     struct ban_list *bans;
     struct tier_shared *tiers;
     struct inval *inval;
+    struct analytics *analytics;
+    struct event *ev_tick; /* analytics: one window slot every ANALYTICS_SLOT_S */
     unsigned cfg_workers_from_file; /* what the file said last, to warn once per change */
     bool stopping;
 };
+
+static void
+main_on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    struct main_state *m = arg;
+    (void)fd;
+    (void)what;
+    analytics_tick(m->analytics);
+}
 
 static void
 main_usage(FILE *out)
@@ -117,7 +129,8 @@ main_start_workers(struct main_state *m)
                 return -1;
             }
         }
-        struct worker_shared sh = {.cache = m->cache, .tiers = m->tiers, .inval = m->inval};
+        struct worker_shared sh = {
+            .cache = m->cache, .tiers = m->tiers, .inval = m->inval, .analytics = m->analytics};
         if (worker_init(&m->workers[i], i, cfg, &sh, fds, cfg->nlisten) < 0) {
             free(fds);
             return -1;
@@ -197,12 +210,13 @@ main_reload(struct main_state *m)
     if (strcmp(main_admin_text(cfg), main_admin_text(m->cfg)) != 0) {
         admin_free(&m->admin);
         if (cfg->admin.len)
-            m->admin = admin_start(m->base, &cfg->admin, m->inval);
+            m->admin = admin_start(m->base, &cfg->admin, m->inval, m->analytics);
     }
     if (!main_same_tiers(cfg, m->cfg))
         log_warn("reload: cache.redis or cache.memcached changed; the shared tiers keep their "
                  "settings until the next restart");
     inval_set_config(m->inval, cfg);
+    analytics_set_config(m->analytics, cfg);
     for (unsigned i = 0; i < m->nworkers; i++)
         worker_reload(&m->workers[i], cfg);
     config_unref(&m->cfg);
@@ -370,10 +384,21 @@ main(int argc, char **argv)
         fatal("start-up failed");
     m.inval = inval_new(m.base, m.cache, m.bans, m.tiers, m.cfg);
     inval_load(m.inval); /* before any worker reads a shared tier */
+    m.analytics = analytics_new(m.cfg);
+    inval_set_analytics(m.inval, m.analytics);
     if (main_start_workers(&m) < 0)
         fatal("start-up failed");
-    if (m.cfg->admin.len && (m.admin = admin_start(m.base, &m.cfg->admin, m.inval)) == NULL)
-        fatal("start-up failed");
+    if (m.cfg->admin.len &&
+        (m.admin = admin_start(m.base, &m.cfg->admin, m.inval, m.analytics)) == NULL) {
+        if (!m.cfg->admin_defaulted)
+            fatal("start-up failed");
+        log_warn("quick mode: no admin listener (%s is taken); pass --admin ADDR:PORT",
+                 m.cfg->admin.text);
+    }
+    struct timeval slot = {ANALYTICS_SLOT_S, 0};
+    m.ev_tick = event_new(m.base, -1, EV_PERSIST, main_on_tick, &m);
+    if (m.ev_tick == NULL || event_add(m.ev_tick, &slot) < 0)
+        fatal("cannot start the analytics timer");
 
     int sigs[] = {SIGHUP, SIGUSR1, SIGTERM, SIGINT};
     struct event *sev[4];
@@ -402,6 +427,8 @@ main(int argc, char **argv)
     for (unsigned i = 0; i < m.nworkers; i++)
         worker_destroy(&m.workers[i]);
     stats_unregister_all();
+    event_free(m.ev_tick);
+    analytics_free(&m.analytics); /* frees the workers' route lists too */
     free(m.workers);
     admin_free(&m.admin);
     inval_free(&m.inval);

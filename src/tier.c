@@ -78,6 +78,7 @@ struct tier_lookup {
     enum config_tier tiers[CONFIG_TIERS_MAX];
     size_t ntiers;
     size_t next; /* index of the next tier to try */
+    bool failed;   /* a tier failed, timed out or was skipped */
     enum config_tier current;
     uint64_t t_op; /* µs, the current operation started */
     TAILQ_ENTRY(tier_lookup) link;
@@ -340,7 +341,7 @@ tier_lookup_done(struct tier_lookup *lk, const struct tier_hit *hit)
     tier_lookup_cb cb = lk->cb;
     TAILQ_REMOVE(&tt->lookups, lk, link);
     if (cb != NULL)
-        cb(lk->arg, hit);
+        cb(lk->arg, hit, lk->failed);
     free(lk);
 }
 
@@ -435,6 +436,7 @@ tier_lookup_answer(struct tier_lookup *lk, enum tier_answer a, const char *value
         return;
     }
     tier_count(tt, lk->current, a == TIER_ANSWER_TIMEOUT ? TIER_TIMEOUTS : TIER_ERRORS);
+    lk->failed = true;
     tier_lookup_next(lk);
 }
 
@@ -468,6 +470,7 @@ tier_lookup_start(struct tier_lookup *lk, enum config_tier t)
         return false;
     if (!tier_breaker_allows(&tt->br[t])) {
         tier_count(tt, t, TIER_SKIPPED);
+        lk->failed = true;
         return false;
     }
     lk->current = t;
@@ -494,6 +497,7 @@ tier_lookup_start(struct tier_lookup *lk, enum config_tier t)
      * that could not even start leaves the breaker half-open for the next. */
     tt->br[t].probing = false;
     tier_count(tt, t, TIER_SKIPPED);
+    lk->failed = true;
     return false;
 }
 
@@ -522,6 +526,7 @@ tier_lookup(struct tier_thread *tt, const enum config_tier *tiers, size_t n, con
     lk->ntiers = n < CONFIG_TIERS_MAX ? n : CONFIG_TIERS_MAX;
     memcpy(lk->tiers, tiers, lk->ntiers * sizeof(tiers[0]));
     lk->next = 0;
+    lk->failed = false;
     lk->key_len = key_len;
     memcpy(lk->key, key, key_len);
     lk->key[key_len] = '\0';

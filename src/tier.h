@@ -57,9 +57,10 @@ struct tier_hit {
     struct envelope env;
 };
 
-/* hit: NULL when no tier had a usable object. Runs on the lookup's thread,
- * never inside tier_lookup(). */
-typedef void (*tier_lookup_cb)(void *arg, const struct tier_hit *hit);
+/* hit: NULL when no tier had a usable object; failed: some tier on the
+ * way failed, timed out or was skipped (breaker open, not connected).
+ * Runs on the lookup's thread, never inside tier_lookup(). */
+typedef void (*tier_lookup_cb)(void *arg, const struct tier_hit *hit, bool failed);
 
 /* Settings from cfg (tier settings take effect at start-up; a reload keeps
  * them) and the memcached pool when configured. Returns NULL with the

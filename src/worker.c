@@ -11,6 +11,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#include "analytics.h"
 #include "cache_policy.h"
 #include "config.h"
 #include "conn.h"
@@ -61,6 +62,14 @@ worker_gen_new(struct worker *w, struct config *cfg)
         abort();
     for (size_t i = 0; i < cfg->nroutes; i++)
         worker_policy_from_config(&g->policies[i], &cfg->routes[i].cache);
+    if (cfg->analytics_enabled && w->analytics != NULL) {
+        g->analytics = calloc(cfg->nroutes ? cfg->nroutes : 1, sizeof(*g->analytics));
+        if (g->analytics == NULL)
+            abort();
+        for (size_t i = 0; i < cfg->nroutes; i++)
+            g->analytics[i] =
+                analytics_worker_route(w->analytics, &w->analytics_head, cfg->routes[i].name);
+    }
     g->refs = 1;
     return g;
 }
@@ -72,6 +81,7 @@ worker_gen_free(struct worker_gen *g)
         upstream_pool_free(&g->pools[i]);
     free(g->pools);
     free(g->policies);
+    free(g->analytics);
     config_unref(&g->cfg);
     free(g);
 }
@@ -185,6 +195,10 @@ worker_init(struct worker *w, unsigned idx, struct config *cfg, const struct wor
     w->idx = idx;
     w->cache = sh->cache;
     w->inval = sh->inval;
+    w->analytics = sh->analytics;
+    w->rng = (uint64_t)util_wall_us() ^ ((uint64_t)(idx + 1) * 0x9e3779b97f4a7c15ull);
+    if (w->analytics != NULL)
+        analytics_register_worker(w->analytics, &w->analytics_head);
     TAILQ_INIT(&w->conns);
     TAILQ_INIT(&w->reap);
     pthread_mutex_init(&w->mu, NULL);
@@ -240,6 +254,18 @@ worker_start(struct worker *w)
         return -1;
     }
     return 0;
+}
+
+double
+worker_random(struct worker *w)
+{
+    /* xorshift64*: plenty for sampling, and no lock or syscall. */
+    uint64_t x = w->rng;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    w->rng = x;
+    return (double)((x * 0x2545f4914f6cdd1dull) >> 11) / 9007199254740992.0;
 }
 
 void

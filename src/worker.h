@@ -23,6 +23,8 @@
 
 #include "stats.h"
 
+struct analytics;
+struct analytics_route;
 struct cache;
 struct cache_policy_route;
 struct config;
@@ -39,6 +41,7 @@ struct worker_gen {
     struct config *cfg;                  /* one reference */
     struct upstream_pool **pools;        /* indexed like cfg->upstreams */
     struct cache_policy_route *policies; /* indexed like cfg->routes */
+    struct analytics_route **analytics;  /* indexed like cfg->routes; NULL: analytics off */
     unsigned refs;                       /* the worker's current pointer + requests in flight */
     bool retired;
 };
@@ -56,6 +59,9 @@ struct worker {
     struct cache *cache;       /* the memory cache, shared by all workers */
     struct tier_thread *tiers; /* this worker's view of the shared tiers */
     struct inval *inval;       /* where invalidations go (borrowed) */
+    struct analytics *analytics;           /* borrowed */
+    struct analytics_route *analytics_head; /* this worker's routes (analytics.h) */
+    uint64_t rng;                           /* xorshift state: bypass sampling */
     struct stats stats;
     struct event *ev_reload;
     struct event *ev_stop;
@@ -75,7 +81,11 @@ struct worker_shared {
     struct cache *cache;
     struct tier_shared *tiers;
     struct inval *inval;
+    struct analytics *analytics;
 };
+
+/* Worker thread: a uniform random number in [0, 1). */
+double worker_random(struct worker *w);
 
 /*
  * Prepares a worker: base, events, first generation for cfg (takes a new
