@@ -59,8 +59,8 @@ struct analytics_shared {
     /* Main thread only: */
     struct analytics_counts prev_c;
     struct hist *prev_h[ANALYTICS_NSERIES];
-    struct analytics_counts ring_c[ANALYTICS_SLOTS];
-    struct hist_sparse ring_h[ANALYTICS_SLOTS][ANALYTICS_NSERIES];
+    struct analytics_counts ring_c[ANALYTICS_MAX_SLOTS];
+    struct hist_sparse ring_h[ANALYTICS_MAX_SLOTS][ANALYTICS_NSERIES];
     unsigned ring_pos, ring_len;
     enum analytics_budget_state budget;
     char budget_text[256]; /* the last judgement, for JSON */
@@ -73,6 +73,8 @@ struct analytics {
     size_t nworkers;
     const struct config *cfg; /* one reference (main thread) */
     uint64_t start_us;
+    unsigned slot_ms; /* start-up settings: a reload keeps them */
+    unsigned nslots;
 };
 
 /* A route's merged view. */
@@ -141,8 +143,27 @@ analytics_new(const struct config *cfg)
     pthread_mutex_init(&a->mu, NULL);
     a->cfg = config_ref((struct config *)cfg);
     a->start_us = util_now_us();
+    a->slot_ms = cfg->analytics_slot_ms ? cfg->analytics_slot_ms : 5000;
+    a->nslots = cfg->analytics_window_ms / a->slot_ms;
+    if (a->nslots < 1)
+        a->nslots = 1;
+    if (a->nslots > ANALYTICS_MAX_SLOTS)
+        a->nslots = ANALYTICS_MAX_SLOTS;
     analytics_add_routes(a);
     return a;
+}
+
+unsigned
+analytics_slot_ms(const struct analytics *a)
+{
+    return a->slot_ms;
+}
+
+/* The window the recent figures cover, in seconds. */
+static double
+analytics_window_s(const struct analytics *a)
+{
+    return (double)a->slot_ms * a->nslots / 1000.0;
 }
 
 void
@@ -400,10 +421,10 @@ analytics_judge(struct analytics *a, struct analytics_shared *s, const struct an
     }
     enum analytics_budget_state now = breach ? ANALYTICS_BUDGET_BREACH : ANALYTICS_BUDGET_OK;
     if (now == ANALYTICS_BUDGET_BREACH && s->budget != ANALYTICS_BUDGET_BREACH)
-        log_warn("route %s: budget breached over the last %d s: %s", s->name, ANALYTICS_WINDOW_S,
-                 text);
+        log_warn("route %s: budget breached over the last %g s: %s", s->name,
+                 analytics_window_s(a), text);
     else if (now == ANALYTICS_BUDGET_OK && s->budget == ANALYTICS_BUDGET_BREACH)
-        log_warn("route %s: budget met again over the last %d s", s->name, ANALYTICS_WINDOW_S);
+        log_warn("route %s: budget met again over the last %g s", s->name, analytics_window_s(a));
     s->budget = now;
     memcpy(s->budget_text, text, sizeof(text));
 }
@@ -430,8 +451,8 @@ analytics_tick_route(struct analytics *a, struct analytics_shared *s)
             memcpy(s->prev_h[i], now.h[i], sizeof(struct hist));
     }
     analytics_view_free(&now);
-    s->ring_pos = (slot + 1) % ANALYTICS_SLOTS;
-    if (s->ring_len < ANALYTICS_SLOTS)
+    s->ring_pos = (slot + 1) % a->nslots;
+    if (s->ring_len < a->nslots)
         s->ring_len++;
     struct analytics_view recent;
     analytics_view_recent(s, &recent);
@@ -461,7 +482,7 @@ analytics_free(struct analytics **ap)
         struct analytics_shared *next = s->next;
         for (size_t i = 0; i < ANALYTICS_NSERIES; i++) {
             free(s->prev_h[i]);
-            for (unsigned k = 0; k < ANALYTICS_SLOTS; k++)
+            for (unsigned k = 0; k < ANALYTICS_MAX_SLOTS; k++)
                 hist_sparse_free(&s->ring_h[k][i]);
         }
         free(s->name);
@@ -682,9 +703,9 @@ analytics_format_json(struct analytics *a, struct evbuffer *out)
     pthread_mutex_lock(&a->mu);
     struct analytics_shared *first = a->routes;
     pthread_mutex_unlock(&a->mu);
-    evbuffer_add_printf(out, "{\"enabled\":%s,\"window_s\":%d,\"slot_s\":%d,\"routes\":[",
-                        a->cfg->analytics_enabled ? "true" : "false", ANALYTICS_WINDOW_S,
-                        ANALYTICS_SLOT_S);
+    evbuffer_add_printf(out, "{\"enabled\":%s,\"window_s\":%g,\"slot_s\":%g,\"routes\":[",
+                        a->cfg->analytics_enabled ? "true" : "false", analytics_window_s(a),
+                        (double)a->slot_ms / 1000.0);
     bool comma = false;
     for (struct analytics_shared *s = first; s != NULL; s = s->next) {
         struct analytics_view all, recent;
@@ -808,9 +829,9 @@ analytics_format_prometheus(struct analytics *a, struct evbuffer *out)
                                 analytics_series_name(i), h->n);
         }
     evbuffer_add_printf(out, "# HELP tailcache_route_latency_recent_seconds Latency quantiles per "
-                             "route and series over the last %d s.\n"
+                             "route and series over the last %g s.\n"
                              "# TYPE tailcache_route_latency_recent_seconds gauge\n",
-                        ANALYTICS_WINDOW_S);
+                        analytics_window_s(a));
     static const double qs[] = {0.5, 0.9, 0.95, 0.99, 0.999, 1.0};
     for (k = 0; k < nroutes; k++)
         for (size_t i = 0; i < ANALYTICS_NSERIES; i++) {
@@ -825,16 +846,16 @@ analytics_format_prometheus(struct analytics *a, struct evbuffer *out)
                                     (double)hist_quantile(h, qs[q]) / 1e6);
         }
     evbuffer_add_printf(out, "# HELP tailcache_route_hit_ratio_recent Hit ratio per route over the "
-                             "last %d s.\n# TYPE tailcache_route_hit_ratio_recent gauge\n",
-                        ANALYTICS_WINDOW_S);
+                             "last %g s.\n# TYPE tailcache_route_hit_ratio_recent gauge\n",
+                        analytics_window_s(a));
     for (k = 0; k < nroutes; k++)
         evbuffer_add_printf(out, "tailcache_route_hit_ratio_recent{route=\"%s\"} %.4f\n",
                             rs[k]->name,
                             analytics_ratio(analytics_hits(&recent[k].c), recent[k].c.requests));
     evbuffer_add_printf(out, "# HELP tailcache_route_budget_ok 1 when the route meets its budget "
-                             "over the last %d s, 0 when it breaches it (routes with a budget).\n"
+                             "over the last %g s, 0 when it breaches it (routes with a budget).\n"
                              "# TYPE tailcache_route_budget_ok gauge\n",
-                        ANALYTICS_WINDOW_S);
+                        analytics_window_s(a));
     for (k = 0; k < nroutes; k++)
         if (rs[k]->budget != ANALYTICS_BUDGET_NONE)
             evbuffer_add_printf(out, "tailcache_route_budget_ok{route=\"%s\"} %d\n", rs[k]->name,

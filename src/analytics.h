@@ -12,10 +12,10 @@
  * the outcomes it sees: about 11 KiB per histogram per worker.
  *
  * The main thread merges the workers' structs when asked (since start)
- * and every ANALYTICS_SLOT_S seconds (analytics_tick) keeps the change
- * since the previous tick as a sparse delta, so the recent window (the
- * last ANALYTICS_WINDOW_S seconds, sliding by one slot) is the sum of the
- * last deltas. Budgets are judged on that window at each tick.
+ * and every analytics.slot (5 s by default; analytics_tick) keeps the
+ * change since the previous tick as a sparse delta, so the recent window
+ * (the last analytics.window, 60 s by default, sliding by one slot) is the
+ * sum of the last deltas. Budgets are judged on that window at each tick.
  *
  * Cold and warm: each route has a warm-up window (routes[].analytics
  * warmup, 60 s by default) that starts at process start and again when
@@ -40,9 +40,7 @@
 struct config;
 struct evbuffer;
 
-#define ANALYTICS_SLOT_S 5
-#define ANALYTICS_WINDOW_S 60
-#define ANALYTICS_SLOTS (ANALYTICS_WINDOW_S / ANALYTICS_SLOT_S)
+#define ANALYTICS_MAX_SLOTS 60 /* analytics.window / analytics.slot at most */
 
 /* X(name, "help"): how a request ended. */
 #define ANALYTICS_OUTCOMES(X)                                                                      \
@@ -160,9 +158,12 @@ void analytics_record(struct analytics_route *r, const struct analytics_sample *
 /* Main thread: the route's warm-up window starts again (a flush). */
 void analytics_route_flushed(struct analytics *a, const char *route);
 
-/* Main thread, every ANALYTICS_SLOT_S seconds: closes a window slot,
- * judges budgets (logging changes). */
+/* Main thread, every analytics_slot_ms(): closes a window slot, judges
+ * budgets (logging changes). */
 void analytics_tick(struct analytics *a);
+
+/* The slot length in milliseconds (set at start-up). */
+unsigned analytics_slot_ms(const struct analytics *a);
 
 /* Main thread: everything as JSON (an object: "window_s", "routes": [...],
  * "total": {...}) / as Prometheus text. */

@@ -221,7 +221,9 @@ struct config {
     unsigned coalesce_timeout_ms; /* longest a request waits on another's fetch */
     unsigned hit_for_miss_ms;     /* how long "not storable" sends requests straight on */
 
-    bool analytics_enabled; /* analytics.enabled */
+    bool analytics_enabled;       /* analytics.enabled */
+    unsigned analytics_window_ms; /* analytics.window: the recent window */
+    unsigned analytics_slot_ms;   /* analytics.slot: its step */
     bool admin_defaulted;   /* quick mode chose the admin address itself */
     struct config_redis redis;
     struct config_memcached memcached;

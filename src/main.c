@@ -53,7 +53,7 @@ struct main_state {
     struct tier_shared *tiers;
     struct inval *inval;
     struct analytics *analytics;
-    struct event *ev_tick; /* analytics: one window slot every ANALYTICS_SLOT_S */
+    struct event *ev_tick; /* analytics: one window slot every analytics.slot */
     unsigned cfg_workers_from_file; /* what the file said last, to warn once per change */
     bool stopping;
 };
@@ -395,7 +395,8 @@ main(int argc, char **argv)
         log_warn("quick mode: no admin listener (%s is taken); pass --admin ADDR:PORT",
                  m.cfg->admin.text);
     }
-    struct timeval slot = {ANALYTICS_SLOT_S, 0};
+    unsigned slot_ms = analytics_slot_ms(m.analytics);
+    struct timeval slot = {slot_ms / 1000, (slot_ms % 1000) * 1000};
     m.ev_tick = event_new(m.base, -1, EV_PERSIST, main_on_tick, &m);
     if (m.ev_tick == NULL || event_add(m.ev_tick, &slot) < 0)
         fatal("cannot start the analytics timer");
