@@ -101,8 +101,8 @@ struct analytics_counts {
     uint64_t bytes_origin; /* body bytes relayed from the origin */
     uint64_t cold_requests, cold_hits;
     uint64_t warm_requests, warm_hits;
-    uint64_t coalesce_timeouts;    /* waits that gave up (coalesce_timeout) */
-    uint64_t coalesce_uncacheable; /* waits that ended in a response not storable */
+    uint64_t coalesce_timeouts;           /* waits that gave up (coalesce_timeout) */
+    uint64_t coalesce_uncacheable;        /* waits that ended in a response not storable */
     uint64_t refreshes, refresh_failures; /* background refreshes and those that failed */
 };
 
@@ -119,11 +119,11 @@ struct analytics_route {
 struct analytics_sample {
     enum analytics_outcome outcome;
     enum analytics_cause cause;
-    bool refresh;          /* a background refresh: counted apart, not as a request */
-    bool failed;           /* a refresh that did not get a usable response */
-    bool coalesce_timeout; /* gave up waiting on another fetch */
+    bool refresh;              /* a background refresh: counted apart, not as a request */
+    bool failed;               /* a refresh that did not get a usable response */
+    bool coalesce_timeout;     /* gave up waiting on another fetch */
     bool coalesce_uncacheable; /* waited on a fetch that turned out not storable */
-    uint64_t stale_age_us; /* stale outcome: how far past its freshness */
+    uint64_t stale_age_us;     /* stale outcome: how far past its freshness */
     uint64_t total_us;
     uint64_t origin_us; /* 0: did not go to the origin */
     uint64_t tier_us;   /* 0: no shared-tier lookup */
