@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include <event2/buffer.h>
+#include <xxhash.h>
 
 #include "config.h"
 #include "log.h"
@@ -259,6 +260,53 @@ analytics_add(struct analytics_route *r, size_t i, uint64_t us)
         hist_record(h, us);
 }
 
+/* Counts one miss of the sample's URL in the route's space-saving summary. */
+static void
+analytics_topk_record(struct analytics_route *r, const struct analytics_sample *s)
+{
+    char key[ANALYTICS_TOPK_KEY];
+    size_t hl = s->host_len < sizeof(key) ? s->host_len : sizeof(key);
+    size_t tl = s->target_len < sizeof(key) - hl ? s->target_len : sizeof(key) - hl;
+    if (s->host != NULL)
+        memcpy(key, s->host, hl);
+    else
+        hl = 0;
+    memcpy(key + hl, s->target, tl);
+    size_t len = hl + tl;
+    uint64_t hash = XXH3_64bits(key, len);
+    if (r->topk == NULL) {
+        struct analytics_topk_entry *t = calloc(ANALYTICS_TOPK, sizeof(*t));
+        if (t == NULL)
+            return;
+        __atomic_store_n(&r->topk, t, __ATOMIC_RELEASE); /* readers may look from now on */
+    }
+    struct analytics_topk_entry *e = NULL, *min = &r->topk[0];
+    for (size_t i = 0; i < ANALYTICS_TOPK; i++) {
+        struct analytics_topk_entry *x = &r->topk[i];
+        if (x->count != 0 && x->hash == hash && x->key_len == len) {
+            e = x;
+            break;
+        }
+        if (x->count < min->count)
+            min = x;
+    }
+    bool fresh = e == NULL;
+    if (fresh)
+        e = min; /* the least counted makes room (space-saving) */
+    atomic_fetch_add_explicit(&e->seq, 1, memory_order_acq_rel);
+    if (fresh) {
+        e->error = e->count;
+        memset(e->causes, 0, sizeof(e->causes));
+        e->hash = hash;
+        e->key_len = (uint32_t)len;
+        memcpy(e->key, key, len);
+    }
+    e->count++;
+    if (s->cause != ANALYTICS_CAUSE_NONE)
+        e->causes[s->cause]++;
+    atomic_fetch_add_explicit(&e->seq, 1, memory_order_release);
+}
+
 void
 analytics_record(struct analytics_route *r, const struct analytics_sample *s)
 {
@@ -272,9 +320,12 @@ analytics_record(struct analytics_route *r, const struct analytics_sample *s)
     bool hit = analytics_is_hit(s->outcome);
     c->requests++;
     c->outcomes[s->outcome]++;
-    if (s->cause != ANALYTICS_CAUSE_NONE &&
-        (s->outcome == ANALYTICS_miss || s->outcome == ANALYTICS_pass))
-        c->causes[s->cause]++;
+    if (s->outcome == ANALYTICS_miss || s->outcome == ANALYTICS_pass) {
+        if (s->cause != ANALYTICS_CAUSE_NONE)
+            c->causes[s->cause]++;
+        if (s->target != NULL)
+            analytics_topk_record(r, s);
+    }
     if (analytics_from_cache(s->outcome))
         c->bytes_cache += s->body_bytes;
     else
@@ -499,6 +550,7 @@ analytics_free(struct analytics **ap)
             struct analytics_route *next = r->next;
             for (size_t i = 0; i < ANALYTICS_NSERIES; i++)
                 free(atomic_load(&r->h[i]));
+            free(r->topk);
             free(r->name);
             free(r);
             r = next;
@@ -512,6 +564,8 @@ analytics_free(struct analytics **ap)
 }
 
 /* --- JSON ----------------------------------------------------------------- */
+
+static void analytics_json_topk(struct analytics *a, struct evbuffer *out, const char *name);
 
 static double
 analytics_ms(uint64_t us)
@@ -671,6 +725,7 @@ analytics_json_route(struct analytics *a, struct evbuffer *out, const char *name
                             : s->budget == ANALYTICS_BUDGET_OK ? "ok"
                                                                : "breach",
                             s->budget_text);
+        analytics_json_topk(a, out, name);
     }
     evbuffer_add_printf(out, ",\"time_saved_s\":%.3f,\"time_saved_bypass_s\":%.3f",
                         analytics_saved_s(all, ANALYTICS_miss),
@@ -684,6 +739,76 @@ analytics_json_route(struct analytics *a, struct evbuffer *out, const char *name
     ANALYTICS_PUT(out, "},\"histogram\":");
     analytics_json_bins(out, all);
     ANALYTICS_PUT(out, "}");
+}
+
+/* A route's top missed URLs over every worker: entries of the same URL
+ * summed, the ANALYTICS_TOP_SHOWN largest shown with their dominant cause. */
+#define ANALYTICS_TOP_SHOWN 10
+
+static int
+analytics_topk_cmp(const void *a, const void *b)
+{
+    const struct analytics_topk_entry *x = a, *y = b;
+    return x->count < y->count ? 1 : x->count > y->count ? -1 : 0;
+}
+
+static void
+analytics_json_topk(struct analytics *a, struct evbuffer *out, const char *name)
+{
+    struct analytics_topk_entry *all = calloc(a->nworkers * ANALYTICS_TOPK + 1, sizeof(*all));
+    size_t n = 0;
+    ANALYTICS_PUT(out, ",\"top_missed\":[");
+    for (size_t w = 0; all != NULL && w < a->nworkers; w++) {
+        const struct analytics_route *r = __atomic_load_n(a->workers[w], __ATOMIC_ACQUIRE);
+        for (; r != NULL; r = r->next) {
+            struct analytics_topk_entry *t =
+                __atomic_load_n(&((struct analytics_route *)r)->topk, __ATOMIC_ACQUIRE);
+            if (strcmp(r->name, name) != 0 || t == NULL)
+                continue;
+            for (size_t i = 0; i < ANALYTICS_TOPK; i++) {
+                struct analytics_topk_entry copy;
+                uint32_t v1 = atomic_load_explicit(&t[i].seq, memory_order_acquire);
+                memcpy((char *)&copy + sizeof(copy.seq), (char *)&t[i] + sizeof(t[i].seq),
+                       sizeof(copy) - sizeof(copy.seq));
+                atomic_thread_fence(memory_order_acquire);
+                uint32_t v2 = atomic_load_explicit(&t[i].seq, memory_order_relaxed);
+                if ((v1 & 1) || v1 != v2 || copy.count == 0 || copy.key_len > sizeof(copy.key))
+                    continue; /* being written: it will be there next time */
+                size_t j;
+                for (j = 0; j < n; j++)
+                    if (all[j].hash == copy.hash && all[j].key_len == copy.key_len)
+                        break;
+                if (j == n)
+                    all[n++] = copy;
+                else {
+                    all[j].count += copy.count;
+                    all[j].error += copy.error;
+                    for (size_t c = 0; c < ANALYTICS_NCAUSES; c++)
+                        all[j].causes[c] += copy.causes[c];
+                }
+            }
+        }
+    }
+    if (all != NULL)
+        qsort(all, n, sizeof(*all), analytics_topk_cmp);
+    for (size_t i = 0; all != NULL && i < n && i < ANALYTICS_TOP_SHOWN; i++) {
+        size_t dom = 0;
+        for (size_t c = 1; c < ANALYTICS_NCAUSES; c++)
+            if (all[i].causes[c] > all[i].causes[dom])
+                dom = c;
+        evbuffer_add_printf(out, "%s{\"url\":\"", i ? "," : "");
+        for (size_t k = 0; k < all[i].key_len; k++) { /* printable ASCII: the parser's */
+            char ch = all[i].key[k];
+            if (ch == '"' || ch == '\\')
+                evbuffer_add(out, "\\", 1);
+            evbuffer_add(out, &ch, 1);
+        }
+        evbuffer_add_printf(
+            out, "\",\"misses\":%" PRIu64 ",\"overcount\":%" PRIu64 ",\"cause\":\"%s\"}",
+            all[i].count, all[i].error, all[i].causes[dom] ? analytics_cause_names[dom] : "none");
+    }
+    ANALYTICS_PUT(out, "]");
+    free(all);
 }
 
 /* Adds v into sum (counts and histograms). */

@@ -252,6 +252,49 @@ START_TEST(test_prometheus_families)
 }
 END_TEST
 
+START_TEST(test_top_missed)
+{
+    struct config *cfg = analytics_test_config();
+    struct analytics *a = analytics_new(cfg);
+    struct analytics_route *w1 = NULL, *w2 = NULL;
+    analytics_register_worker(a, &w1);
+    analytics_register_worker(a, &w2);
+    struct analytics_route *r1 = analytics_worker_route(a, &w1, cfg->routes[0].name);
+    struct analytics_route *r2 = analytics_worker_route(a, &w2, cfg->routes[0].name);
+    struct analytics_sample s = {
+        .outcome = ANALYTICS_miss, .total_us = 1000, .host = "shop", .host_len = 4};
+    s.target = "/a";
+    s.target_len = 2;
+    s.cause = ANALYTICS_CAUSE_expired;
+    for (int i = 0; i < 50; i++)
+        analytics_record(i % 2 ? r1 : r2, &s); /* both workers: summed when read */
+    s.target = "/b?q=\"x\"";
+    s.target_len = strlen(s.target);
+    s.cause = ANALYTICS_CAUSE_cold;
+    for (int i = 0; i < 30; i++)
+        analytics_record(r1, &s);
+    char t[32];
+    for (int i = 0; i < 100; i++) { /* one-offs cycle through the other slots */
+        snprintf(t, sizeof(t), "/once/%d", i);
+        s.target = t;
+        s.target_len = strlen(t);
+        analytics_record(r1, &s);
+    }
+    /* A hit is not a miss: not counted. */
+    s.outcome = ANALYTICS_hit_memory;
+    s.target = "/a";
+    s.target_len = 2;
+    analytics_record(r1, &s);
+    char *j = analytics_test_json(a);
+    HAS(j, "\"top_missed\":[{\"url\":\"shop/a\",\"misses\":50,\"overcount\":0,"
+           "\"cause\":\"expired\"},{\"url\":\"shop/b?q=\\\"x\\\"\",\"misses\":30,"
+           "\"overcount\":0,\"cause\":\"cold\"}");
+    free(j);
+    analytics_free(&a);
+    config_unref(&cfg);
+}
+END_TEST
+
 static Suite *
 analytics_suite(void)
 {
@@ -262,6 +305,7 @@ analytics_suite(void)
     tcase_add_test(tc, test_budget_breach_and_recovery);
     tcase_add_test(tc, test_cold_then_warm);
     tcase_add_test(tc, test_prometheus_families);
+    tcase_add_test(tc, test_top_missed);
     suite_add_tcase(s, tc);
     return s;
 }
