@@ -243,3 +243,34 @@ def test_analytics_off():
     a = tc.stats()["analytics"]
     assert a["enabled"] is False, a
     assert all(r["requests"] == 0 for r in a["routes"]), a
+
+
+def test_grafana_dashboard_uses_exported_metrics():
+    """contrib/grafana/tailcache.json: every metric its queries name is one
+    tailcache exports (a route with traffic, and both shared-tier metrics,
+    which are exported even when the tiers are not configured)."""
+    import json
+    import re
+    here = os.path.dirname(os.path.abspath(__file__))
+    path = os.path.join(here, "..", "..", "contrib", "grafana", "tailcache.json")
+    with open(path) as f:
+        dash = json.load(f)
+    exprs = [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
+    assert len(exprs) >= 10, exprs
+    o = Origin("o")
+    tc = tc_with(o, route_extra={"analytics": {"budget": {"p99": "1s"}}},
+                 analytics={"window": "2s", "slot": "1s"})
+    cc_handler(o, "/g", "max-age=60")
+    for _ in range(3):
+        get(tc.port, "/g")
+    wait_for(lambda: "tailcache_route_budget_ok{" in tc.admin_get("/metrics").body.decode(),
+             timeout=8, msg="a budget judged")
+    exported = set()
+    for line in tc.admin_get("/metrics").body.decode().splitlines():
+        if line and not line.startswith("#"):
+            exported.add(re.match(r"[a-zA-Z_:][a-zA-Z0-9_:]*", line).group(0))
+    names = set()
+    for e in exprs:
+        names.update(n for n in re.findall(r"\b(tailcache_[a-z0-9_]+)", e))
+    missing = sorted(n for n in names if n not in exported)
+    assert not missing, "queried but not exported: %s" % missing
