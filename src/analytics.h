@@ -142,6 +142,7 @@ struct analytics_sample {
     bool coalesce_timeout;     /* gave up waiting on another fetch */
     bool coalesce_uncacheable; /* waited on a fetch that turned out not storable */
     uint64_t stale_age_us;     /* stale outcome: how far past its freshness */
+    uint64_t now_us;           /* when it ended (util_now_us()) */
     uint64_t total_us;
     uint64_t origin_us; /* 0: did not go to the origin */
     uint64_t tier_us;   /* 0: no shared-tier lookup */

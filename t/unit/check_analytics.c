@@ -12,6 +12,7 @@
 
 #include "analytics.h"
 #include "config.h"
+#include "util.h"
 
 static struct config *
 analytics_test_config(void)
@@ -67,7 +68,8 @@ static void
 analytics_test_record(struct analytics_route *r, enum analytics_outcome o, enum analytics_cause c,
                       uint64_t us, int times)
 {
-    struct analytics_sample s = {.outcome = o, .cause = c, .total_us = us, .body_bytes = 100};
+    struct analytics_sample s = {
+        .outcome = o, .cause = c, .total_us = us, .body_bytes = 100, .now_us = util_now_us()};
     if (o == ANALYTICS_miss)
         s.origin_us = us / 2;
     for (int i = 0; i < times; i++)
