@@ -378,6 +378,10 @@ conn_record(struct conn *c, uint64_t now)
         .tier_us = x->tier_us,
         .body_bytes = x->body_bytes,
         .stale_age_us = x->stale_age > 0 ? (uint64_t)x->stale_age * 1000000 : 0,
+        .host = c->req.host,
+        .host_len = c->req.host != NULL ? c->req.host_len : 0,
+        .target = c->req.path,
+        .target_len = c->req.path_len + (c->req.query != NULL ? 1 + c->req.query_len : 0),
     };
     s.coalesce_uncacheable = x->waited_failed && s.outcome == ANALYTICS_pass;
     analytics_record(x->gen->analytics[x->route - x->gen->cfg->routes], &s);
