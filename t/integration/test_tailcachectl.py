@@ -42,17 +42,8 @@ def ctl(tc_or_port, *argv, timeout=20.0):
     return Run(full, p)
 
 
-def stats(tc):
-    """GET /stats, parsed as tailcachectl parses it: without NUL bytes, which
-    are never valid JSON (analytics_json_route writes one after
-    "since_start": in each "latency" object)."""
-    r = tc.admin_get("/stats")
-    assert r.status == 200, r
-    return json.loads(r.body.replace(b"\0", b"").decode())
-
-
 def route(tc, name):
-    for r in stats(tc)["analytics"]["routes"]:
+    for r in tc.stats()["analytics"]["routes"]:
         if r["name"] == name:
             return r
     raise AssertionError("no route %r in /stats" % name)
@@ -180,6 +171,21 @@ def test_check_budgets():
     want = "tailcachectl: cannot reach the admin listener at 127.0.0.1:%d: connection refused" \
         % closed
     assert r.err.strip() == want, r
+    for argv in (["stats"], ["top", "--iterations", "1", "-n", "0.1"], ["snapshot"]):
+        r = ctl(closed, *argv)
+        assert r.rc == 2 and r.err.strip() == want and r.out == "", r
+
+
+def test_check_with_analytics_off():
+    """Nothing is judged when analytics are off: check says so (exit 2)
+    rather than pass a gate it cannot judge."""
+    o = Origin("o")
+    tc = Tailcache(simple_config(o, route={"analytics": {"budget": {"p95": "10ms"}}},
+                                 analytics={"enabled": False})).start()
+    r = ctl(tc, "check")
+    assert r.rc == 2 and "analytics are off" in r.err, r
+    r = ctl(tc, "stats")
+    assert r.rc == 0 and "analytics are off" in r.out, r
 
 
 def test_snapshot_then_diff_and_the_slower_gate():
