@@ -79,6 +79,7 @@ struct analytics {
     uint64_t start_us;
     unsigned slot_ms; /* start-up settings: a reload keeps them */
     unsigned nslots;
+    uint64_t ticks; /* window slots closed so far */
 };
 
 /* A route's merged view. */
@@ -518,6 +519,7 @@ analytics_tick_route(struct analytics *a, struct analytics_shared *s)
 void
 analytics_tick(struct analytics *a)
 {
+    a->ticks++;
     pthread_mutex_lock(&a->mu);
     struct analytics_shared *first = a->routes;
     pthread_mutex_unlock(&a->mu);
@@ -720,11 +722,31 @@ analytics_json_route(struct analytics *a, struct evbuffer *out, const char *name
             analytics_json_quantiles(out, all->h[ANALYTICS_SERIES_WARM]);
         }
         ANALYTICS_PUT(out, "}");
-        evbuffer_add_printf(out, ",\"budget\":{\"status\":\"%s\",\"detail\":\"%s\"}",
-                            s->budget == ANALYTICS_BUDGET_NONE ? "none"
-                            : s->budget == ANALYTICS_BUDGET_OK ? "ok"
-                                                               : "breach",
+        const struct config_route *rc = analytics_route_config(a->cfg, name);
+        const char *status = s->budget == ANALYTICS_BUDGET_OK       ? "ok"
+                             : s->budget == ANALYTICS_BUDGET_BREACH ? "breach"
+                             : rc != NULL && rc->budget.set         ? "pending" /* no tick yet */
+                                                                    : "none";
+        evbuffer_add_printf(out, ",\"budget\":{\"status\":\"%s\",\"detail\":\"%s\"", status,
                             s->budget_text);
+        if (rc != NULL && rc->budget.set) {
+            const struct config_budget *b = &rc->budget;
+            const int64_t lim[] = {b->p50_us, b->p90_us, b->p95_us, b->p99_us, b->p999_us};
+            static const char *const names[] = {"p50", "p90", "p95", "p99", "p999"};
+            bool comma = false;
+            ANALYTICS_PUT(out, ",\"limits\":{");
+            for (size_t i = 0; i < 5; i++) {
+                if (lim[i] < 0)
+                    continue;
+                evbuffer_add_printf(out, "%s\"%s\":%.3f", comma ? "," : "", names[i],
+                                    analytics_ms((uint64_t)lim[i]));
+                comma = true;
+            }
+            if (b->hit_ratio >= 0)
+                evbuffer_add_printf(out, "%s\"hit_ratio\":%.4f", comma ? "," : "", b->hit_ratio);
+            ANALYTICS_PUT(out, "}");
+        }
+        ANALYTICS_PUT(out, "}");
         analytics_json_topk(a, out, name);
     }
     evbuffer_add_printf(out, ",\"time_saved_s\":%.3f,\"time_saved_bypass_s\":%.3f",
@@ -830,9 +852,12 @@ analytics_format_json(struct analytics *a, struct evbuffer *out)
     pthread_mutex_lock(&a->mu);
     struct analytics_shared *first = a->routes;
     pthread_mutex_unlock(&a->mu);
-    evbuffer_add_printf(out, "{\"enabled\":%s,\"window_s\":%g,\"slot_s\":%g,\"routes\":[",
+    evbuffer_add_printf(out,
+                        "{\"enabled\":%s,\"window_s\":%g,\"slot_s\":%g,\"uptime_s\":%.3f,"
+                        "\"ticks\":%" PRIu64 ",\"routes\":[",
                         a->cfg->analytics_enabled ? "true" : "false", analytics_window_s(a),
-                        (double)a->slot_ms / 1000.0);
+                        (double)a->slot_ms / 1000.0, (double)(util_now_us() - a->start_us) / 1e6,
+                        a->ticks);
     bool comma = false;
     for (struct analytics_shared *s = first; s != NULL; s = s->next) {
         struct analytics_view all, recent;
