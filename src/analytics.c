@@ -12,6 +12,7 @@
 #include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -881,6 +882,26 @@ analytics_format_json(struct analytics *a, struct evbuffer *out)
 
 /* --- Prometheus ------------------------------------------------------------ */
 
+/* A counter family with one label of two values, per route; off1 and
+ * off2 are the values' offsets in struct analytics_counts. */
+static void
+analytics_prom_pair(struct evbuffer *out, const char *family, const char *help, const char *label,
+                    const char *v1, size_t off1, const char *v2, size_t off2,
+                    struct analytics_shared *const *rs, const struct analytics_view *all,
+                    size_t nroutes)
+{
+    evbuffer_add_printf(out, "# HELP tailcache_route_%s %s\n# TYPE tailcache_route_%s counter\n",
+                        family, help, family);
+    for (size_t k = 0; k < nroutes; k++) {
+        const char *c = (const char *)&all[k].c;
+        evbuffer_add_printf(out,
+                            "tailcache_route_%s{route=\"%s\",%s=\"%s\"} %" PRIu64 "\n"
+                            "tailcache_route_%s{route=\"%s\",%s=\"%s\"} %" PRIu64 "\n",
+                            family, rs[k]->name, label, v1, *(const uint64_t *)(c + off1), family,
+                            rs[k]->name, label, v2, *(const uint64_t *)(c + off2));
+    }
+}
+
 void
 analytics_format_prometheus(struct analytics *a, struct evbuffer *out)
 {
@@ -922,34 +943,19 @@ analytics_format_prometheus(struct analytics *a, struct evbuffer *out)
             evbuffer_add_printf(
                 out, "tailcache_route_misses_total{route=\"%s\",cause=\"%s\"} %" PRIu64 "\n",
                 rs[k]->name, analytics_cause_names[i], all[k].c.causes[i]);
-    evbuffer_add_printf(out, "# HELP tailcache_route_bytes_total Response body bytes per route, "
-                             "from cached objects or from the origin.\n"
-                             "# TYPE tailcache_route_bytes_total counter\n");
-    for (k = 0; k < nroutes; k++)
-        evbuffer_add_printf(out,
-                            "tailcache_route_bytes_total{route=\"%s\",source=\"cache\"} %" PRIu64
-                            "\ntailcache_route_bytes_total{route=\"%s\",source=\"origin\"} "
-                            "%" PRIu64 "\n",
-                            rs[k]->name, all[k].c.bytes_cache, rs[k]->name, all[k].c.bytes_origin);
-    evbuffer_add_printf(out, "# HELP tailcache_route_phase_requests_total Requests in the warm-up "
-                             "window after start or a flush (cold) and after it (warm).\n"
-                             "# TYPE tailcache_route_phase_requests_total counter\n");
-    for (k = 0; k < nroutes; k++)
-        evbuffer_add_printf(out,
-                            "tailcache_route_phase_requests_total{route=\"%s\",phase=\"cold\"} "
-                            "%" PRIu64 "\ntailcache_route_phase_requests_total{route=\"%s\","
-                            "phase=\"warm\"} %" PRIu64 "\n",
-                            rs[k]->name, all[k].c.cold_requests, rs[k]->name,
-                            all[k].c.warm_requests);
-    evbuffer_add_printf(out, "# HELP tailcache_route_phase_hits_total Hits in the warm-up window "
-                             "(cold) and after it (warm).\n"
-                             "# TYPE tailcache_route_phase_hits_total counter\n");
-    for (k = 0; k < nroutes; k++)
-        evbuffer_add_printf(out,
-                            "tailcache_route_phase_hits_total{route=\"%s\",phase=\"cold\"} "
-                            "%" PRIu64 "\ntailcache_route_phase_hits_total{route=\"%s\","
-                            "phase=\"warm\"} %" PRIu64 "\n",
-                            rs[k]->name, all[k].c.cold_hits, rs[k]->name, all[k].c.warm_hits);
+    analytics_prom_pair(out, "bytes_total",
+                        "Response body bytes per route, from cached objects or from the origin.",
+                        "source", "cache", offsetof(struct analytics_counts, bytes_cache), "origin",
+                        offsetof(struct analytics_counts, bytes_origin), rs, all, nroutes);
+    analytics_prom_pair(out, "phase_requests_total",
+                        "Requests in the warm-up window after start or a flush (cold) and after "
+                        "it (warm).",
+                        "phase", "cold", offsetof(struct analytics_counts, cold_requests), "warm",
+                        offsetof(struct analytics_counts, warm_requests), rs, all, nroutes);
+    analytics_prom_pair(out, "phase_hits_total",
+                        "Hits in the warm-up window (cold) and after it (warm).", "phase", "cold",
+                        offsetof(struct analytics_counts, cold_hits), "warm",
+                        offsetof(struct analytics_counts, warm_hits), rs, all, nroutes);
 
     evbuffer_add_printf(out, "# HELP tailcache_route_latency_seconds Latency per route and series "
                              "(an outcome, total, origin, tier, cold, warm, refresh, stale_age).\n"
