@@ -673,7 +673,7 @@ analytics_json_route(struct analytics *a, struct evbuffer *out, const char *name
     evbuffer_add_printf(out, ",\"time_saved_s\":%.3f,\"time_saved_bypass_s\":%.3f",
                         analytics_saved_s(all, ANALYTICS_miss),
                         analytics_saved_s(all, ANALYTICS_bypass));
-    evbuffer_add(out, ",\"latency\":{\"since_start\":", 27);
+    evbuffer_add(out, ",\"latency\":{\"since_start\":", 26);
     analytics_json_latency(out, all);
     evbuffer_add(out, ",\"recent\":", 10);
     analytics_json_latency(out, recent);
