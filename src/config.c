@@ -16,13 +16,15 @@
  * instead of stopping (an invalidation rule's templates are checked
  * against its match as soon as the rule is read); values that follow from
  * others are settled (a shared tier is on when it has servers; a route
- * without tiers gets memory and every shared tier that is on); a last pass
- * checks what spans the file (routes name upstreams defined anywhere,
- * duplicate names, address clashes, a header both in a cache key and
- * stripped, a route's tiers against the shared tiers configured, Redis's
- * backoff bounds). Errors are sorted by line and returned together, each
- * as "file:line: key.path: what is wrong", with 1-based lines and 0-based
- * list indexes (routes[0] is the first route).
+ * without tiers gets memory and every shared tier that is on; a route has
+ * a budget when it gives any budget key); a last pass checks what spans
+ * the file (routes name upstreams defined anywhere, duplicate names,
+ * address clashes, a header both in a cache key and stripped, a route's
+ * tiers against the shared tiers configured, a route's latency budgets in
+ * percentile order, Redis's backoff bounds). Errors are sorted by line
+ * and returned together, each as "file:line: key.path: what is wrong",
+ * with 1-based lines and 0-based list indexes (routes[0] is the first
+ * route).
  *
  * Ownership: struct config owns every string, array, compiled regex and
  * compiled rule pattern in it; config_unref() of the last reference frees
@@ -368,6 +370,17 @@ config_visible(const char *s)
     return true;
 }
 
+/* The port of a resolved address; 0 for a cleared one. */
+static unsigned
+config_addr_port(const struct config_addr *a)
+{
+    if (a->len != 0 && a->ss.ss_family == AF_INET)
+        return ntohs(((const struct sockaddr_in *)(const void *)&a->ss)->sin_port);
+    if (a->len != 0 && a->ss.ss_family == AF_INET6)
+        return ntohs(((const struct sockaddr_in6 *)(const void *)&a->ss)->sin6_port);
+    return 0;
+}
+
 static void
 config_addr_clear(struct config_addr *a)
 {
@@ -533,6 +546,45 @@ config_valid_host_header(const char *s)
                len;
 }
 
+/*
+ * A ratio: a YAML decimal ([+-] digits with an optional fraction, or a
+ * fraction alone, and an optional exponent: "0.01", "1e-3", ".5", "1").
+ * Not strtod's other forms (hex, "nan", "inf", leading spaces), so that a
+ * value reads the same in any YAML tool. Bounds are the caller's: a number
+ * too large for a double comes back as HUGE_VAL. Returns -1 when s is not
+ * a decimal. The C locale is assumed ('.' is the decimal point): tailcache
+ * never calls setlocale().
+ */
+static int
+config_parse_ratio(const char *s, double *out)
+{
+    const char *p = s;
+    size_t whole, frac = 0;
+    char *end;
+
+    p += *p == '+' || *p == '-';
+    whole = strspn(p, "0123456789");
+    p += whole;
+    if (*p == '.') {
+        frac = strspn(p + 1, "0123456789");
+        p += 1 + frac;
+    }
+    if (whole + frac == 0)
+        return -1;
+    if (*p == 'e' || *p == 'E') {
+        const char *exp = p + 1 + (p[1] == '+' || p[1] == '-');
+        size_t n = strspn(exp, "0123456789");
+        if (n == 0)
+            return -1;
+        p = exp + n;
+    }
+    if (*p != '\0')
+        return -1;
+    *out = strtod(s, &end);
+    UTIL_ASSERT(end == p);
+    return 0;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Setters: one value of a row from text (a scalar of the file or a default) */
 
@@ -550,6 +602,7 @@ config_set_scalar(struct config_loader *ld, const struct config_key *k, void *ba
     unsigned ms;
     int64_t sec;
     size_t sz;
+    double ratio;
 
     switch (k->type) {
     case CONFIG_T_WORKERS:
@@ -592,6 +645,28 @@ config_set_scalar(struct config_loader *ld, const struct config_key *k, void *ba
         if (ms < k->min || ms > k->max)
             goto bounds;
         *CONFIG_AT(base, k->off, unsigned) = ms;
+        return;
+    case CONFIG_T_DURATION_US:
+        if (util_parse_duration_ms(text, &ms) < 0) {
+            if (config_numeric_shape(text, config_duration_units))
+                goto bounds;
+            goto syntax;
+        }
+        u = (uint64_t)ms * 1000;
+        if (u < k->min || u > k->max)
+            goto bounds;
+        *CONFIG_AT(base, k->off, int64_t) = (int64_t)u;
+        return;
+    case CONFIG_T_RATIO:
+        if (config_parse_ratio(text, &ratio) < 0)
+            goto syntax;
+        /* Written out, not through config_bounds_error: the bounds are
+         * not integers of the row. -0 is 0, not negative. */
+        if (!(ratio >= 0.0 && ratio <= 1.0)) {
+            config_error(ld, line, path, "must be between 0 and 1, got %s", text);
+            return;
+        }
+        *CONFIG_AT(base, k->off, double) = ratio == 0.0 ? 0.0 : ratio;
         return;
     case CONFIG_T_SECONDS:
         if ((k->flags & CONFIG_F_OFF) && strcmp(text, "off") == 0) {
@@ -1170,6 +1245,43 @@ config_walk_rules(struct config_loader *ld, const struct config_key *k, void *ba
     }
 }
 
+/*
+ * A row's field before its table is walked: -1 for the types where 0 is a
+ * value one may give, so that a key not given (or given wrong) stays apart
+ * from it; a default, when the row has one, then replaces it. Other types
+ * keep their zeroed field.
+ */
+static void
+config_set_absent(const struct config_key *k, void *base)
+{
+    switch (k->type) {
+    case CONFIG_T_DURATION_US:
+        *CONFIG_AT(base, k->off, int64_t) = -1;
+        return;
+    case CONFIG_T_RATIO:
+        *CONFIG_AT(base, k->off, double) = -1.0;
+        return;
+    default:
+        return;
+    }
+}
+
+/* "a, b, c": the names of a table's rows. */
+static const char *
+config_row_names(const struct config_key *keys, char *buf, size_t len)
+{
+    size_t off = 0;
+
+    buf[0] = '\0';
+    for (const struct config_key *k = keys; k->name != NULL; k++) {
+        int n = snprintf(buf + off, len - off, "%s%s", off ? ", " : "", k->name);
+        if (n < 0 || (size_t)n >= len - off)
+            break;
+        off += (size_t)n;
+    }
+    return buf;
+}
+
 /* Sets one row from its node, or from its default when node is NULL. */
 static void
 config_set(struct config_loader *ld, const struct config_key *k, void *base, yaml_node_t *node,
@@ -1180,6 +1292,14 @@ config_set(struct config_loader *ld, const struct config_key *k, void *base, yam
 
     switch (k->type) {
     case CONFIG_T_SECTION:
+        /* A section that exists only to hold its keys ("budget:" with
+         * none) is likelier a mistake than a wish for the defaults. */
+        if ((k->flags & CONFIG_F_NONEMPTY) &&
+            (config_is_null(node) ||
+             (node->type == YAML_MAPPING_NODE &&
+              node->data.mapping.pairs.top == node->data.mapping.pairs.start)))
+            config_error(ld, line, path, "give at least one of %s",
+                         config_row_names(k->sub, what, sizeof(what)));
         config_walk_map(ld, k->sub, base, node, line, path);
         return;
     case CONFIG_T_UPSTREAMS:
@@ -1254,7 +1374,7 @@ config_walk_map(struct config_loader *ld, const struct config_key *keys, void *b
     size_t nkeys = 0;
 
     while (keys[nkeys].name != NULL)
-        nkeys++;
+        config_set_absent(&keys[nkeys++], base);
     UTIL_ASSERT(nkeys <= 64);
 
     if (map != NULL && config_is_null(map)) {
@@ -1437,6 +1557,56 @@ config_check_backoff(struct config_loader *ld, yaml_node_t *root)
                      config_schema_fmt(&dur, r->backoff_min_ms, got, sizeof(got)));
 }
 
+/* analytics.window is a whole number of analytics.slot, 60 at most. */
+static void
+config_check_window(struct config_loader *ld, yaml_node_t *root)
+{
+    const struct config *cfg = ld->cfg;
+    yaml_node_t *an = config_map_get(ld, root, "analytics");
+    yaml_node_t *node = config_map_get(ld, an, "window");
+    if (cfg->analytics_slot_ms == 0 || cfg->analytics_window_ms == 0)
+        return; /* wrong and reported */
+    if (cfg->analytics_window_ms % cfg->analytics_slot_ms != 0 ||
+        cfg->analytics_window_ms / cfg->analytics_slot_ms > 60)
+        config_error(ld, config_line(node != NULL ? node : config_map_get(ld, an, "slot")),
+                     node != NULL ? "analytics.window" : "analytics.slot",
+                     "must be a whole number of slots (analytics.slot, %u ms), at most 60 of "
+                     "them; got %u ms",
+                     cfg->analytics_slot_ms, cfg->analytics_window_ms);
+}
+
+/*
+ * A route's latency budgets never decrease from p50 to p999: a p99 below
+ * the p50 makes the p50 budget meaningless, and is most likely two values
+ * swapped. Reported on the later key, against the largest earlier one.
+ */
+static void
+config_check_budget(struct config_loader *ld, size_t ri)
+{
+    static const char *const names[] = {"p50", "p90", "p95", "p99", "p999"};
+    const struct config_budget *b = &ld->cfg->routes[ri].budget;
+    const int64_t v[] = {b->p50_us, b->p90_us, b->p95_us, b->p99_us, b->p999_us};
+    const struct config_key us = {.type = CONFIG_T_DURATION_US};
+    yaml_node_t *budget =
+        config_map_get(ld, config_map_get(ld, ld->route_nodes[ri], "analytics"), "budget");
+    char path[CONFIG_PATH_MAX], other[32], got[32];
+    size_t top = SIZE_MAX; /* the largest budget before i */
+
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+        if (v[i] < 0) /* not given, or wrong and reported */
+            continue;
+        if (top == SIZE_MAX || v[i] >= v[top]) {
+            top = i;
+            continue;
+        }
+        snprintf(path, sizeof(path), "routes[%zu].analytics.budget.%s", ri, names[i]);
+        config_error(ld, config_line(config_map_get(ld, budget, names[i])), path,
+                     "must not be less than %s (%s), got %s", names[top],
+                     config_schema_fmt(&us, (uint64_t)v[top], other, sizeof(other)),
+                     config_schema_fmt(&us, (uint64_t)v[i], got, sizeof(got)));
+    }
+}
+
 static void
 config_check_refs(struct config_loader *ld, yaml_node_t *root)
 {
@@ -1472,8 +1642,10 @@ config_check_refs(struct config_loader *ld, yaml_node_t *root)
         }
         config_check_cache_headers(ld, i);
         config_check_tiers(ld, i);
+        config_check_budget(ld, i);
     }
     config_check_backoff(ld, root);
+    config_check_window(ld, root);
 
     admin = config_map_get(ld, config_map_get(ld, root, "admin"), "listen");
     for (size_t i = 0; cfg->admin.len != 0 && i < cfg->nlisten; i++) {
@@ -1488,8 +1660,9 @@ config_check_refs(struct config_loader *ld, yaml_node_t *root)
 
 /*
  * Values that follow from others once every key is read, in a file or in
- * quick mode: the shared tiers are on when they have servers, and a route
- * without tiers gets memory and every configured shared tier.
+ * quick mode: the shared tiers are on when they have servers, a route
+ * without tiers gets memory and every configured shared tier, and a
+ * route's budget is set when any of its keys is given.
  */
 static void
 config_settle(struct config_loader *ld)
@@ -1500,6 +1673,10 @@ config_settle(struct config_loader *ld)
     cfg->memcached.enabled = cfg->memcached.nservers != 0;
     for (size_t i = 0; i < cfg->nroutes; i++) {
         struct config_route_cache *c = &cfg->routes[i].cache;
+        struct config_budget *b = &cfg->routes[i].budget;
+
+        b->set = b->p50_us >= 0 || b->p90_us >= 0 || b->p95_us >= 0 || b->p99_us >= 0 ||
+                 b->p999_us >= 0 || b->hit_ratio >= 0.0;
         if (c->ntiers != 0)
             continue;
         c->tiers[c->ntiers++] = CONFIG_TIER_MEMORY;
@@ -1814,22 +1991,35 @@ config_quick(const char *upstream_url, const char *listen, const char *admin, co
     config_errors_take(&ld, NULL);
 
     up->name = util_xstrdup("upstream");
-    r->name = util_xstrdup("default");
     r->upstream = up;
     /* Quick mode is for trying the cache: its one route caches. */
     r->cache.enabled = true;
     UTIL_ASSERT(cfg->nlisten == 1); /* the default listener, replaced if given */
     if (listen != NULL)
         config_addr_parse(&ld, &cfg->listen[0], listen, 0, "listen");
-    if (admin == NULL || strcmp(admin, "off") == 0)
+    if (admin == NULL) {
+        /* admin.listen's default, as in a file, but one the user did not
+         * ask for: it steps aside for a traffic listener on its port
+         * rather than clash with it, and failing to bind it is not fatal. */
+        UTIL_ASSERT(cfg->admin.len != 0);
+        if (config_addr_port(&cfg->listen[0]) == config_addr_port(&cfg->admin))
+            config_addr_clear(&cfg->admin);
+        else
+            cfg->admin_defaulted = true;
+    } else if (strcmp(admin, "off") == 0) {
         config_addr_clear(&cfg->admin);
-    else
+    } else {
         config_addr_parse(&ld, &cfg->admin, admin, 0, "admin");
+    }
     if (config_quick_url(&ld, upstream_url, addr, sizeof(addr), authority, sizeof(authority)) ==
         0) {
         up->servers = util_xcalloc(1, sizeof(*up->servers));
         up->nservers = 1;
         config_addr_parse(&ld, &up->servers[0], addr, 0, "upstream");
+        /* Named after its origin, so that statistics and logs say which
+         * one; not checked like a file's names: it holds ':' (and '[' ']'
+         * for IPv6), which labels, JSON and the log take as they are. */
+        r->name = util_xstrdup(addr);
         /* Like curl or nginx's proxy_pass: the origin sees its own name. */
         r->host_rewrite = util_xstrdup(authority);
     }

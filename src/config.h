@@ -117,11 +117,17 @@ struct config_route_cache {
     size_t nrules;
 };
 
-/* routes[].analytics.budget: judged over the last 60 s; -1: not given. */
+/*
+ * A route's latency and hit-ratio budget (routes[].analytics.budget),
+ * judged by analytics.c over the recent window. A key not given is -1
+ * (latencies, microseconds) or -1.0 (hit_ratio, 0..1): no budget on it.
+ * set: at least one key is given (the loader refuses an empty budget).
+ * The latencies given never decrease from p50 to p999.
+ */
 struct config_budget {
     int64_t p50_us, p90_us, p95_us, p99_us, p999_us;
-    double hit_ratio;
-    bool set; /* any given */
+    double hit_ratio; /* a floor: the route's hits / requests */
+    bool set;
 };
 
 enum config_eviction {
@@ -141,9 +147,10 @@ struct config_route {
     struct config_upstream *upstream;
     char *host_rewrite; /* Host sent upstream; NULL keeps the client's */
     struct config_route_cache cache;
-    unsigned analytics_warmup_ms; /* routes[].analytics.warmup */
-    double sample_bypass;         /* routes[].analytics.sample_bypass */
-    struct config_budget budget;  /* routes[].analytics.budget */
+    /* routes[].analytics: */
+    unsigned analytics_warmup_ms; /* cold window after start or a flush; 0..1d */
+    double sample_bypass;         /* 0..1: share of cacheable requests sent past the cache */
+    struct config_budget budget;
 };
 
 /* cache.redis: the Redis tier and the invalidation bus. */
@@ -204,6 +211,9 @@ struct config {
     struct config_addr *listen;
     size_t nlisten;
     struct config_addr admin; /* admin.len == 0 when disabled */
+    /* Quick mode chose admin itself (no admin argument): failing to bind it
+     * is not fatal. Never true when admin.len == 0, never in a file. */
+    bool admin_defaulted;
 
     struct http_limits limits;
     size_t max_body_chunk_line; /* chunk-size line / trailer bytes limit */
@@ -221,13 +231,13 @@ struct config {
     unsigned coalesce_timeout_ms; /* longest a request waits on another's fetch */
     unsigned hit_for_miss_ms;     /* how long "not storable" sends requests straight on */
 
-    bool analytics_enabled;       /* analytics.enabled */
-    unsigned analytics_window_ms; /* analytics.window: the recent window */
-    unsigned analytics_slot_ms;   /* analytics.slot: its step */
-    bool admin_defaulted;   /* quick mode chose the admin address itself */
     struct config_redis redis;
     struct config_memcached memcached;
     struct config_invalidation invalidation;
+
+    bool analytics_enabled;       /* false: no per-route analytics recorded */
+    unsigned analytics_window_ms; /* analytics.window: the recent window */
+    unsigned analytics_slot_ms;   /* analytics.slot: its step (window / slot <= 60) */
 
     enum config_log_level log_level;
     char *error_log;  /* path, or "stderr" */
@@ -249,12 +259,16 @@ struct config *config_load(const char *path, char **err);
 
 /*
  * Builds a config for quick mode: one upstream named "upstream" with the
- * URL's server (http://HOST[:PORT], port 80 by default) and one route
- * "default" for every host and path, listening on listen (NULL for
- * 127.0.0.1:8080), admin listener on admin (NULL or "off": disabled); every
- * other key at its default, except that the route's host_rewrite is the
- * URL's HOST[:PORT] as written, so a name-based origin sees its own name,
- * and the route caches (cache.enabled).
+ * URL's server (http://HOST[:PORT], port 80 by default) and one route for
+ * every host and path, named after that server: HOST:PORT as the URL
+ * writes it, ":80" added when it gives no port ("127.0.0.1:8081",
+ * "localhost:80", "[::1]:9000"). It listens on listen (NULL for
+ * 127.0.0.1:8080); the admin listener is on admin, "off" disables it, and
+ * NULL is admin.listen's default, 127.0.0.1:9090, with admin_defaulted
+ * set, unless the traffic listener is on that port (then no admin
+ * listener). Every other key is at its default, except that the route's
+ * host_rewrite is the URL's HOST[:PORT] as written, so a name-based origin
+ * sees its own name, and the route caches (cache.enabled).
  * redis (HOST:PORT) and memcached ("HOST:PORT[,HOST:PORT...]", at most 64)
  * configure those tiers, their other keys at their defaults, when not NULL;
  * the route's tiers are memory and those.

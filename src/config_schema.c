@@ -24,6 +24,7 @@
 
 #define CONFIG_SECOND_MS UINT64_C(1000)
 #define CONFIG_HOUR_MS (3600 * CONFIG_SECOND_MS)
+#define CONFIG_MS_US UINT64_C(1000)
 #define CONFIG_DAY_S UINT64_C(86400)
 #define CONFIG_YEAR_S (365 * CONFIG_DAY_S)
 
@@ -39,6 +40,14 @@
     {                                                                                              \
         .name = key, .type = CONFIG_T_SECONDS, .off = CONFIG_R(field, int64_t), .def = dflt,       \
         .min = 0, .max = CONFIG_YEAR_S, .flags = fl, .help = text                                  \
+    }
+
+/* A latency budget of routes[].analytics.budget, in microseconds: 1ms..1h,
+ * -1 when not given. */
+#define CONFIG_BUDGET_ROW(key, field, text)                                                        \
+    {                                                                                              \
+        .name = key, .type = CONFIG_T_DURATION_US, .off = CONFIG_R(budget.field, int64_t),         \
+        .min = CONFIG_MS_US, .max = CONFIG_HOUR_MS * CONFIG_MS_US, .def_doc = "none", .help = text \
     }
 
 _Static_assert(sizeof(((struct config_route *)0)->cache.statuses) ==
@@ -392,6 +401,32 @@ static const struct config_key config_invalidation_keys[] = {
     {0},
 };
 
+static const struct config_key config_analytics_keys[] = {
+    {.name = "enabled",
+     .type = CONFIG_T_BOOL,
+     .off = CONFIG_C(analytics_enabled, bool),
+     .def = "true",
+     .help = "Record per-route latency and cache statistics (in /stats and /metrics) and judge "
+             "the routes' budgets; false records none, to measure what recording costs."},
+    {.name = "window",
+     .type = CONFIG_T_DURATION,
+     .off = CONFIG_C(analytics_window_ms, unsigned),
+     .def = "60s",
+     .min = 1000,
+     .max = CONFIG_HOUR_MS,
+     .help = "The recent window: quantiles and hit ratios \"recent\", and budgets, cover the "
+             "last this long (at most 60 slots). Read at start-up."},
+    {.name = "slot",
+     .type = CONFIG_T_DURATION,
+     .off = CONFIG_C(analytics_slot_ms, unsigned),
+     .def = "5s",
+     .min = 1000,
+     .max = 60000,
+     .help = "The step the recent window slides by (and how often budgets are judged); "
+             "window / slot must be a whole number of at most 60. Read at start-up."},
+    {0},
+};
+
 const struct config_key config_schema_upstream[] = {
     {.name = "servers",
      .type = CONFIG_T_ADDR_LIST,
@@ -585,6 +620,49 @@ static const struct config_key config_route_cache_keys[] = {
     {0},
 };
 
+static const struct config_key config_route_budget_keys[] = {
+    CONFIG_BUDGET_ROW("p50", p50_us,
+                      "Median latency budget: over the last minute, half the route's "
+                      "requests take at most this long."),
+    CONFIG_BUDGET_ROW("p90", p90_us, "90th percentile latency budget; see p50."),
+    CONFIG_BUDGET_ROW("p95", p95_us, "95th percentile latency budget; see p50."),
+    CONFIG_BUDGET_ROW("p99", p99_us, "99th percentile latency budget; see p50."),
+    CONFIG_BUDGET_ROW("p999", p999_us, "99.9th percentile latency budget; see p50."),
+    {.name = "hit_ratio",
+     .type = CONFIG_T_RATIO,
+     .off = CONFIG_R(budget.hit_ratio, double),
+     .def_doc = "none",
+     .help = "Least share of the route's requests answered from the cache over the last "
+             "minute, 0 to 1."},
+    {0},
+};
+
+static const struct config_key config_route_analytics_keys[] = {
+    {.name = "warmup",
+     .type = CONFIG_T_DURATION,
+     .off = CONFIG_R(analytics_warmup_ms, unsigned),
+     .def = "60s",
+     .min = 0,
+     .max = 24 * CONFIG_HOUR_MS,
+     .help = "The cold window after start and after each flush of the route: its requests are "
+             "counted apart from the warm ones that follow."},
+    {.name = "sample_bypass",
+     .type = CONFIG_T_RATIO,
+     .off = CONFIG_R(sample_bypass, double),
+     .def = "0",
+     .help = "Share of the cacheable requests, 0 to 1, sent straight to the origin without "
+             "touching the cache, to measure what the cache saves (Cache-Status \"fwd=bypass; "
+             "detail=sample\", access log cache=bypass)."},
+    {.name = "budget",
+     .type = CONFIG_T_SECTION,
+     .sub = config_route_budget_keys,
+     .flags = CONFIG_F_NONEMPTY,
+     .help = "Latency and hit-ratio targets, judged every 5 seconds over the last minute; a "
+             "change of status (met, missed) is logged as a warning and shown in /stats and "
+             "/metrics. Absent: none; given: at least one key."},
+    {0},
+};
+
 const struct config_key config_schema_route[] = {
     {.name = "name",
      .type = CONFIG_T_NAME,
@@ -638,6 +716,10 @@ const struct config_key config_schema_route[] = {
      .type = CONFIG_T_SECTION,
      .sub = config_route_cache_keys,
      .help = "Caching on this route; off when absent."},
+    {.name = "analytics",
+     .type = CONFIG_T_SECTION,
+     .sub = config_route_analytics_keys,
+     .help = "Latency analytics of this route: warm-up window, bypass sampling, budgets."},
     {0},
 };
 
@@ -677,6 +759,10 @@ const struct config_key config_schema_top[] = {
      .type = CONFIG_T_SECTION,
      .sub = config_invalidation_keys,
      .help = "Purging: the PURGE method, bans and their broadcast to other nodes."},
+    {.name = "analytics",
+     .type = CONFIG_T_SECTION,
+     .sub = config_analytics_keys,
+     .help = "Per-route latency analytics (see routes[].analytics)."},
     {.name = "upstreams",
      .type = CONFIG_T_UPSTREAMS,
      .sub = config_schema_upstream,
@@ -723,7 +809,10 @@ config_schema_expected(const struct config_key *k, char *buf, size_t len)
     case CONFIG_T_SIZE:
         return "a size like \"8k\" or \"1m\"";
     case CONFIG_T_DURATION:
+    case CONFIG_T_DURATION_US:
         return "a duration like \"2s\" or \"150ms\"";
+    case CONFIG_T_RATIO:
+        return "a ratio like \"0.01\" or \"1e-3\"";
     case CONFIG_T_SECONDS:
         return (k->flags & CONFIG_F_OFF) ? "a duration like \"60s\" or \"1d\", or \"off\""
                                          : "a duration like \"60s\" or \"1d\"";
@@ -801,6 +890,13 @@ static const struct config_schema_unit config_schema_ms_units[] = {
     {"s", CONFIG_SECOND_MS},
     {"ms", 1},
 };
+static const struct config_schema_unit config_schema_us_units[] = {
+    {"h", CONFIG_HOUR_MS *CONFIG_MS_US},
+    {"m", 60 * CONFIG_SECOND_MS *CONFIG_MS_US},
+    {"s", CONFIG_SECOND_MS *CONFIG_MS_US},
+    {"ms", CONFIG_MS_US},
+    {"us", 1},
+};
 static const struct config_schema_unit config_schema_s_units[] = {
     {"y", CONFIG_YEAR_S}, {"d", CONFIG_DAY_S}, {"h", 3600}, {"m", 60}, {"s", 1},
 };
@@ -830,6 +926,8 @@ config_schema_fmt(const struct config_key *k, uint64_t v, char *buf, size_t len)
     case CONFIG_T_DURATION:
         /* Timeouts stop at hours: "24h" reads better than "1d" for them. */
         return CONFIG_SCHEMA_FMT(v, config_schema_ms_units, buf, len);
+    case CONFIG_T_DURATION_US:
+        return CONFIG_SCHEMA_FMT(v, config_schema_us_units, buf, len);
     case CONFIG_T_SECONDS:
         return CONFIG_SCHEMA_FMT(v, config_schema_s_units, buf, len);
     default:
@@ -862,10 +960,13 @@ config_schema_type_desc(const struct config_key *k, char *buf, size_t len)
         snprintf(buf, len, "size %s..%s", lo, hi);
         return buf;
     case CONFIG_T_DURATION:
+    case CONFIG_T_DURATION_US:
     case CONFIG_T_SECONDS:
         snprintf(buf, len, "duration %s..%s%s", lo, hi,
                  (k->flags & CONFIG_F_OFF) ? " or \"off\"" : "");
         return buf;
+    case CONFIG_T_RATIO:
+        return "ratio 0..1";
     case CONFIG_T_BOOL:
         return "true | false";
     case CONFIG_T_LOG_LEVEL:

@@ -4,11 +4,12 @@
  *
  * Every key is a row (name, type, field, default, bounds, flags, help),
  * one table per mapping: the top level and its sections, an upstream pool,
- * a route and its cache sections, an invalidation rule. This file owns the rows and what can be
- * said about them without a file in hand: the words a message uses for a
- * type, bounds written the way a user writes them, and the reference that
- * config_print_reference() prints. config.c walks a YAML tree against the
- * rows and fills the struct each table describes.
+ * a route and its cache and analytics sections, an invalidation rule. This
+ * file owns the rows and what can be said about them without a file in
+ * hand: the words a message uses for a type, bounds written the way a user
+ * writes them, and the reference that config_print_reference() prints.
+ * config.c walks a YAML tree against the rows and fills the struct each
+ * table describes.
  *
  * Adding a key is adding a row (and its field in config.h); a new type is
  * also an enum config_type value here, a case in config.c's setters and
@@ -16,7 +17,9 @@
  *
  * Defaults are YAML text and go through the same setters as the file, so a
  * default can never disagree with the rules. A list default is one plain
- * item ("*") or a flow list of plain items ("[a, b]", "[]").
+ * item ("*") or a flow list of plain items ("[a, b]", "[]"). A row with
+ * no default that is left out keeps its zeroed field, except for the types
+ * with an "absent" value (-1: DURATION_US, RATIO), so that 0 can be given.
  *
  * Everything here is constant data and pure functions: any thread.
  */
@@ -41,6 +44,10 @@ enum config_type {
     CONFIG_T_UINT,           /* unsigned; a power of two with CONFIG_F_POW2 */
     CONFIG_T_SIZE,           /* size_t, bytes */
     CONFIG_T_DURATION,       /* unsigned, milliseconds */
+    CONFIG_T_DURATION_US,    /* int64_t, microseconds, written in ms or coarser;
+                                -1 when absent (a row without a default) */
+    CONFIG_T_RATIO,          /* double in 0..1, a decimal like 0.01 or 1e-3 (bounds
+                                fixed, min and max unused); -1.0 when absent */
     CONFIG_T_SECONDS,        /* int64_t, whole seconds; "off" is -1 with CONFIG_F_OFF */
     CONFIG_T_BOOL,           /* bool: true or false */
     CONFIG_T_LOG_LEVEL,      /* enum config_log_level, value i named row->names[i] */
@@ -72,13 +79,14 @@ enum config_type {
     CONFIG_T_TAG_TEMPLATES,  /* char ** and a size_t count: rule templates of tags */
 };
 
-#define CONFIG_F_REQUIRED 0x1u /* no default: the key must be given */
-#define CONFIG_F_OFF 0x2u      /* ADDR: "off" disables (len 0); SECONDS: "off" is -1 */
-#define CONFIG_F_ONE_OF 0x4u   /* at most one row of the table with this flag */
-#define CONFIG_F_POW2 0x8u     /* UINT: a power of two */
-#define CONFIG_F_EMPTY 0x10u   /* list: an empty list is allowed */
-#define CONFIG_F_SECRET 0x20u  /* the value is never quoted back in a message */
-#define CONFIG_F_WRITES 0x40u  /* METHODS: safe methods (GET HEAD OPTIONS TRACE) refused */
+#define CONFIG_F_REQUIRED 0x1u  /* no default: the key must be given */
+#define CONFIG_F_OFF 0x2u       /* ADDR: "off" disables (len 0); SECONDS: "off" is -1 */
+#define CONFIG_F_ONE_OF 0x4u    /* at most one row of the table with this flag */
+#define CONFIG_F_POW2 0x8u      /* UINT: a power of two */
+#define CONFIG_F_EMPTY 0x10u    /* list: an empty list is allowed */
+#define CONFIG_F_SECRET 0x20u   /* the value is never quoted back in a message */
+#define CONFIG_F_WRITES 0x40u   /* METHODS: safe methods (GET HEAD OPTIONS TRACE) refused */
+#define CONFIG_F_NONEMPTY 0x80u /* SECTION: given, it must hold at least one key */
 
 struct config_key {
     const char *name;
@@ -86,7 +94,7 @@ struct config_key {
     size_t off;        /* the field, in the struct the table describes */
     size_t off_n;      /* the count field of a list */
     const char *def;   /* default, as YAML text; NULL: none */
-    uint64_t min, max; /* bounds, in the stored unit (count, bytes, ms, s) */
+    uint64_t min, max; /* bounds, in the stored unit (count, bytes, ms, us, s) */
     unsigned flags;
     const struct config_key *sub;
     const char *const *names; /* LOG_LEVEL, EVICTION, TIERS: the values, NULL-terminated */

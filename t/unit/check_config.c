@@ -8,9 +8,11 @@
  * good-cache.yaml, bad-cache.yaml, bad-cache-names.yaml. So do the shared
  * tiers and invalidation: good-tiers.yaml, bad-redis.yaml, bad-backoff.yaml,
  * bad-memcached.yaml, bad-memcached-servers.yaml, bad-invalidation.yaml,
- * bad-tiers.yaml, bad-rules.yaml.
+ * bad-tiers.yaml, bad-rules.yaml. So do the analytics keys:
+ * good-analytics.yaml, bad-analytics.yaml, bad-budget.yaml.
  */
 #include <arpa/inet.h>
+#include <math.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdbool.h>
@@ -281,6 +283,31 @@ check_route_cache_default(const struct config_route_cache *c, bool enabled)
     ck_assert_ptr_null(c->rules);
 }
 
+/* A budget: the five latencies in microseconds (-1: not given), the
+ * hit ratio (-1: not given) and whether any is given. */
+static void
+check_budget(const struct config_budget *b, int64_t p50, int64_t p90, int64_t p95, int64_t p99,
+             int64_t p999, double hit_ratio, bool set)
+{
+    ck_assert_int_eq(b->p50_us, p50);
+    ck_assert_int_eq(b->p90_us, p90);
+    ck_assert_int_eq(b->p95_us, p95);
+    ck_assert_int_eq(b->p99_us, p99);
+    ck_assert_int_eq(b->p999_us, p999);
+    ck_assert_double_eq(b->hit_ratio, hit_ratio);
+    ck_assert(b->set == set);
+}
+
+/* A route's analytics keys at their defaults: 60s warm-up, no bypass
+ * sampling, no budget. */
+static void
+check_route_analytics_default(const struct config_route *r)
+{
+    ck_assert_uint_eq(r->analytics_warmup_ms, 60000);
+    ck_assert_double_eq(r->sample_bypass, 0.0);
+    check_budget(&r->budget, -1, -1, -1, -1, -1, -1.0, false);
+}
+
 /* ------------------------------------------------------------------------ */
 
 START_TEST(test_defaults)
@@ -295,6 +322,8 @@ START_TEST(test_defaults)
     ck_assert_uint_eq(cfg->nlisten, 1);
     check_addr(&cfg->listen[0], "127.0.0.1:8080", AF_INET, 8080);
     check_addr(&cfg->admin, "127.0.0.1:9090", AF_INET, 9090);
+    ck_assert(!cfg->admin_defaulted); /* quick mode's only */
+    ck_assert(cfg->analytics_enabled);
     ck_assert_uint_eq(cfg->limits.max_request_line, 8192);
     ck_assert_uint_eq(cfg->limits.max_header_bytes, 32768);
     ck_assert_uint_eq(cfg->limits.max_headers, 100);
@@ -336,6 +365,7 @@ START_TEST(test_defaults)
     /* No cache sections: caching is off, every other cache key at its default. */
     check_cache_globals_default(cfg);
     check_route_cache_default(&r->cache, false);
+    check_route_analytics_default(r);
     config_unref(&cfg);
     ck_assert_ptr_null(cfg);
 }
@@ -598,6 +628,49 @@ START_TEST(test_tiers_full)
 }
 END_TEST
 
+START_TEST(test_analytics_full)
+{
+    /* Every form a ratio may take, by route f0..f8 in the file. */
+    static const double forms[] = {0.0, 0.5, 0.5, 0.25, 0.0, 1.0, 0.125, 0.25, 1.0};
+    struct config *cfg = load_good(DATA("good-analytics.yaml"));
+    const struct config_route *r;
+
+    ck_assert(!cfg->analytics_enabled);
+    ck_assert_uint_eq(cfg->nroutes, 4 + sizeof(forms) / sizeof(forms[0]));
+
+    /* Every key, at the bounds. */
+    r = &cfg->routes[0];
+    ck_assert_uint_eq(r->analytics_warmup_ms, 0);
+    ck_assert_double_eq(r->sample_bypass, 1.0);
+    check_budget(&r->budget, 1000, 250000, 250000, 1000000, INT64_C(3600000000), 0.95, true);
+
+    /* One key: the others stay unset. */
+    r = &cfg->routes[1];
+    ck_assert_uint_eq(r->analytics_warmup_ms, 86400000u);
+    ck_assert_double_eq(r->sample_bypass, 0.01);
+    check_budget(&r->budget, -1, -1, -1, 150000, -1, -1.0, true);
+
+    /* hit_ratio 0 is a budget (set), not the absence of one. */
+    r = &cfg->routes[2];
+    ck_assert_uint_eq(r->analytics_warmup_ms, 86400000u);
+    ck_assert_double_eq(r->sample_bypass, 0.001);
+    check_budget(&r->budget, -1, -1, -1, -1, -1, 0.0, true);
+
+    /* "analytics:" with nothing under it. */
+    check_route_analytics_default(&cfg->routes[3]);
+
+    for (size_t i = 0; i < sizeof(forms) / sizeof(forms[0]); i++) {
+        r = &cfg->routes[4 + i];
+        ck_assert_msg(r->sample_bypass == forms[i], "%s: sample_bypass %g, want %g", r->name,
+                      r->sample_bypass, forms[i]);
+        ck_assert(!signbit(r->sample_bypass)); /* "-0" is 0 */
+        ck_assert_uint_eq(r->analytics_warmup_ms, 60000);
+        ck_assert(!r->budget.set);
+    }
+    config_unref(&cfg);
+}
+END_TEST
+
 START_TEST(test_regex_jit)
 {
     struct config *cfg = load_good(DATA("good-full.yaml"));
@@ -650,6 +723,8 @@ START_TEST(test_shipped_conf)
     /* The quick start shows hits: the demo route caches, all else default. */
     check_cache_globals_default(cfg);
     check_route_cache_default(&cfg->routes[0].cache, true);
+    ck_assert(cfg->analytics_enabled);
+    check_route_analytics_default(&cfg->routes[0]);
     config_unref(&cfg);
 }
 END_TEST
@@ -1134,6 +1209,80 @@ START_TEST(test_err_rules)
 }
 END_TEST
 
+START_TEST(test_err_analytics)
+{
+    static const char *const want[] = {
+        ":2: analytics.enabled: expected true or false, got \"yes\"",
+        ":3: analytics.colour: unknown key",
+        ":11: routes[0].analytics.warmup: must be between 0ms and 24h, got 2d",
+        ":12: routes[0].analytics.sample_bypass: must be between 0 and 1, got -0.1",
+        ":16: routes[1].analytics.warmup: expected a duration like \"2s\" or \"150ms\", got "
+        "\"-1\"",
+        ":17: routes[1].analytics.sample_bypass: must be between 0 and 1, got 1.0001",
+        ":20: routes[2].analytics.warmup: expected a duration like \"2s\" or \"150ms\", got "
+        "\"1.5s\"",
+        /* YAML's and strtod's words for NaN and infinity are not ratios. */
+        ":20: routes[2].analytics.sample_bypass: expected a ratio like \"0.01\" or \"1e-3\", got "
+        "\".nan\"",
+        ":21: routes[3].analytics.warmup: must be between 0ms and 24h, got "
+        "99999999999999999999999ms",
+        ":21: routes[3].analytics.sample_bypass: expected a ratio like \"0.01\" or \"1e-3\", got "
+        "\"nan\"",
+        /* Too large for a double: still a number, out of bounds. */
+        ":22: routes[4].analytics.sample_bypass: must be between 0 and 1, got 1e999",
+        ":23: routes[5].analytics.sample_bypass: expected a ratio like \"0.01\" or \"1e-3\", got "
+        "\".inf\"",
+        ":24: routes[6].analytics.sample_bypass: expected a ratio like \"0.01\" or \"1e-3\", got "
+        "\"0x1p-3\"",
+        ":25: routes[7].analytics.sample_bypass: expected a ratio like \"0.01\" or \"1e-3\", got "
+        "\"5%\"",
+        ":26: routes[8].analytics.sample_bypass: expected a ratio like \"0.01\" or \"1e-3\", got "
+        "\"1e\"",
+        ":27: routes[9].analytics.sample_bypass: expected a ratio like \"0.01\" or \"1e-3\", got "
+        "\" 0.5\"",
+        ":28: routes[10].analytics.sample_bypass: expected a ratio like \"0.01\" or \"1e-3\", "
+        "got a list",
+        ":29: routes[11].analytics.sample_bypass: expected a ratio like \"0.01\" or \"1e-3\", "
+        "got \"\"",
+        ":30: routes[12].analytics: expected a mapping, got \"on\"",
+        ":31: routes[13].analytics.sample: unknown key",
+        NULL,
+    };
+    expect_errors(DATA("bad-analytics.yaml"), want);
+}
+END_TEST
+
+START_TEST(test_err_budget)
+{
+    static const char *const want[] = {
+        ":9: routes[0].analytics.budget.p50: must be between 1ms and 1h, got 0",
+        ":10: routes[0].analytics.budget.p90: must be between 1ms and 1h, got 2h",
+        ":11: routes[0].analytics.budget.p95: expected a duration like \"2s\" or \"150ms\", got "
+        "\"500us\"",
+        ":12: routes[0].analytics.budget.p99: expected a duration like \"2s\" or \"150ms\", got "
+        "\"1.5s\"",
+        ":13: routes[0].analytics.budget.p999: must be between 1ms and 1h, got "
+        "99999999999999999999999ms",
+        ":14: routes[0].analytics.budget.hit_ratio: must be between 0 and 1, got 1.5",
+        ":18: routes[1].analytics.budget: give at least one of p50, p90, p95, p99, p999, "
+        "hit_ratio",
+        /* "budget:" with nothing under it is empty too. */
+        ":22: routes[2].analytics.budget: give at least one of p50, p90, p95, p99, p999, "
+        "hit_ratio",
+        ":30: routes[3].analytics.budget.p90: must not be less than p50 (500ms), got 100ms",
+        ":32: routes[3].analytics.budget.p99: must not be less than p95 (500ms), got 200ms",
+        /* Not empty: the unknown key is the error. */
+        ":37: routes[4].analytics.budget.p98: unknown key",
+        ":40: routes[5].analytics.budget: expected a mapping, got \"5\"",
+        ":44: routes[6].analytics.budget.hit_ratio: must be between 0 and 1, got -0.5",
+        ":44: routes[6].analytics.budget.p99: expected a duration like \"2s\" or \"150ms\", got "
+        "\"1h1s\"",
+        NULL,
+    };
+    expect_errors(DATA("bad-budget.yaml"), want);
+}
+END_TEST
+
 START_TEST(test_err_null_errp)
 {
     /* err may be NULL when the caller only wants success or failure. */
@@ -1157,7 +1306,9 @@ START_TEST(test_quick_good)
     ck_assert_uint_eq(cfg->workers, auto_workers());
     ck_assert_uint_eq(cfg->nlisten, 1);
     check_addr(&cfg->listen[0], "127.0.0.1:8080", AF_INET, 8080);
-    ck_assert_uint_eq(cfg->admin.len, 0);
+    /* No admin argument: admin.listen's default, chosen by quick mode. */
+    check_addr(&cfg->admin, "127.0.0.1:9090", AF_INET, 9090);
+    ck_assert(cfg->admin_defaulted);
     ck_assert_uint_eq(cfg->limits.max_request_line, 8192);
     ck_assert_uint_eq(cfg->limits.max_headers, 100);
     ck_assert_uint_eq(cfg->client_header_timeout_ms, 10000);
@@ -1172,7 +1323,7 @@ START_TEST(test_quick_good)
     ck_assert_uint_eq(up->connect_timeout_ms, 2000);
     ck_assert_uint_eq(cfg->nroutes, 1);
     r = &cfg->routes[0];
-    ck_assert_str_eq(r->name, "default");
+    ck_assert_str_eq(r->name, "127.0.0.1:8081"); /* named after the origin */
     ck_assert_uint_eq(r->nhosts, 1);
     ck_assert_str_eq(r->hosts[0], "*");
     ck_assert_int_eq(r->path_kind, CONFIG_PATH_PREFIX);
@@ -1183,23 +1334,77 @@ START_TEST(test_quick_good)
     /* Quick mode caches, with every other cache key at its default. */
     check_cache_globals_default(cfg);
     check_route_cache_default(&r->cache, true);
+    ck_assert(cfg->analytics_enabled);
+    check_route_analytics_default(r);
     config_unref(&cfg);
 
+    /* No port in the URL: the name has the one connected to. */
     cfg = config_quick("http://localhost/", "127.0.0.1:18080", "127.0.0.1:19090", NULL, NULL, &err);
     ck_assert_msg(cfg != NULL, "%s", err);
     ck_assert_str_eq(cfg->upstreams[0].servers[0].text, "localhost:80");
     ck_assert_uint_eq(addr_port(&cfg->upstreams[0].servers[0]), 80);
+    ck_assert_str_eq(cfg->routes[0].name, "localhost:80");
     ck_assert_str_eq(cfg->routes[0].host_rewrite, "localhost");
     check_addr(&cfg->listen[0], "127.0.0.1:18080", AF_INET, 18080);
     check_addr(&cfg->admin, "127.0.0.1:19090", AF_INET, 19090);
+    ck_assert(!cfg->admin_defaulted); /* given */
     config_unref(&cfg);
 
+    /* The name as written: scheme case aside, nothing is normalised. */
     cfg = config_quick("HTTP://[::1]:9000", "[::1]:18080", "off", NULL, NULL, &err);
     ck_assert_msg(cfg != NULL, "%s", err);
     check_addr(&cfg->upstreams[0].servers[0], "[::1]:9000", AF_INET6, 9000);
+    ck_assert_str_eq(cfg->routes[0].name, "[::1]:9000");
     ck_assert_str_eq(cfg->routes[0].host_rewrite, "[::1]:9000");
     check_addr(&cfg->listen[0], "[::1]:18080", AF_INET6, 18080);
     ck_assert_uint_eq(cfg->admin.len, 0);
+    ck_assert_ptr_null(cfg->admin.text);
+    ck_assert(!cfg->admin_defaulted);
+    config_unref(&cfg);
+
+    cfg = config_quick("http://LocalHost:8081", NULL, NULL, NULL, NULL, &err);
+    ck_assert_msg(cfg != NULL, "%s", err);
+    ck_assert_str_eq(cfg->routes[0].name, "LocalHost:8081");
+    config_unref(&cfg);
+}
+END_TEST
+
+/* Quick mode's admin listener when the command line names none. */
+START_TEST(test_quick_admin)
+{
+    static const char *const on_9090[] = {"127.0.0.1:9090", "0.0.0.0:9090", "[::1]:9090"};
+    char *err = (char *)"unset";
+    struct config *cfg;
+
+    /* The default steps aside for a traffic listener on its port, on any
+     * address, rather than clash with it: no error, no admin listener. */
+    for (size_t i = 0; i < sizeof(on_9090) / sizeof(on_9090[0]); i++) {
+        cfg = config_quick("http://127.0.0.1:8081", on_9090[i], NULL, NULL, NULL, &err);
+        ck_assert_msg(cfg != NULL, "%s: %s", on_9090[i], err);
+        ck_assert_ptr_null(err);
+        ck_assert_uint_eq(cfg->admin.len, 0);
+        ck_assert_ptr_null(cfg->admin.text);
+        ck_assert(!cfg->admin_defaulted);
+        config_unref(&cfg);
+    }
+
+    /* Another port: the default stands. */
+    cfg = config_quick("http://127.0.0.1:8081", "[::]:8080", NULL, NULL, NULL, &err);
+    ck_assert_msg(cfg != NULL, "%s", err);
+    check_addr(&cfg->admin, "127.0.0.1:9090", AF_INET, 9090);
+    ck_assert(cfg->admin_defaulted);
+    config_unref(&cfg);
+
+    /* Given, the same address is still an error, and "off" still off. */
+    cfg =
+        config_quick("http://127.0.0.1:8081", "127.0.0.1:9090", "127.0.0.1:9090", NULL, NULL, &err);
+    ck_assert_ptr_null(cfg);
+    ck_assert_str_eq(err, "admin: same address as the traffic listener \"127.0.0.1:9090\"\n");
+    free(err);
+    cfg = config_quick("http://127.0.0.1:8081", "127.0.0.1:9090", "off", NULL, NULL, &err);
+    ck_assert_msg(cfg != NULL, "%s", err);
+    ck_assert_uint_eq(cfg->admin.len, 0);
+    ck_assert(!cfg->admin_defaulted);
     config_unref(&cfg);
 }
 END_TEST
@@ -1481,6 +1686,18 @@ START_TEST(test_reference)
         "\nroutes[].cache.invalidate[].match: path pattern; required\n    ",
         "\nroutes[].cache.invalidate[].purge: path template, or a list; default []\n    ",
         "\nroutes[].cache.invalidate[].tags: tag template, or a list; default []\n    ",
+        "\nanalytics: mapping\n    ",
+        "\nanalytics.enabled: true | false; default true\n    ",
+        "\nroutes[].analytics: mapping\n    ",
+        "\nroutes[].analytics.warmup: duration 0ms..24h; default 60s\n    ",
+        "\nroutes[].analytics.sample_bypass: ratio 0..1; default 0\n    ",
+        "\nroutes[].analytics.budget: mapping\n    ",
+        "\nroutes[].analytics.budget.p50: duration 1ms..1h; default: none\n    ",
+        "\nroutes[].analytics.budget.p90: duration 1ms..1h; default: none\n    ",
+        "\nroutes[].analytics.budget.p95: duration 1ms..1h; default: none\n    ",
+        "\nroutes[].analytics.budget.p99: duration 1ms..1h; default: none\n    ",
+        "\nroutes[].analytics.budget.p999: duration 1ms..1h; default: none\n    ",
+        "\nroutes[].analytics.budget.hit_ratio: ratio 0..1; default: none\n    ",
     };
     char *text = NULL;
     size_t len = 0;
@@ -1507,6 +1724,7 @@ config_suite(void)
         {"full", test_full},
         {"cache_full", test_cache_full},
         {"tiers_full", test_tiers_full},
+        {"analytics_full", test_analytics_full},
         {"regex_jit", test_regex_jit},
         {"flow_style_and_off", test_flow_style_and_off},
         {"shipped_conf", test_shipped_conf},
@@ -1533,8 +1751,11 @@ config_suite(void)
         {"err_invalidation", test_err_invalidation},
         {"err_tiers", test_err_tiers},
         {"err_rules", test_err_rules},
+        {"err_analytics", test_err_analytics},
+        {"err_budget", test_err_budget},
         {"err_null_errp", test_err_null_errp},
         {"quick_good", test_quick_good},
+        {"quick_admin", test_quick_admin},
         {"quick_bad", test_quick_bad},
         {"quick_tiers", test_quick_tiers},
         {"quick_tiers_bad", test_quick_tiers_bad},

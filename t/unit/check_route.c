@@ -263,7 +263,7 @@ START_TEST(test_quick_config_matches_all)
     ck_assert_ptr_nonnull(q);
     r = route_match(q, NULL, 0, "/", 1, HTTP_M_GET);
     ck_assert_ptr_nonnull(r);
-    ck_assert_str_eq(r->name, "default");
+    ck_assert_str_eq(r->name, "127.0.0.1:8081"); /* named after its origin */
     ck_assert_ptr_eq(route_match(q, "a.b:1", 5, "/x?y", 4, HTTP_M_OTHER), r);
     config_unref(&q);
 }
