@@ -17,12 +17,16 @@
 #include <string.h>
 
 #include <event2/buffer.h>
+#include <xxhash.h>
 
 #include "config.h"
 #include "log.h"
 #include "util.h"
 
 #define ANALYTICS_MAX_WORKERS 256
+
+/* Appends a string literal. */
+#define ANALYTICS_PUT(out, lit) evbuffer_add((out), (lit), sizeof(lit) - 1)
 
 static const char *const analytics_outcome_names[] = {
 #define ANALYTICS_OUTCOME_NAME(name, help) #name,
@@ -37,12 +41,12 @@ static const char *const analytics_cause_names[] = {
 };
 
 /* Series names past the outcomes, for JSON and labels. */
-static const char *const analytics_series_extra[] = {"total", "origin", "tier",
-                                                    "cold", "warm", "refresh", "stale_age"};
+static const char *const analytics_series_extra[] = {"total", "origin",  "tier",     "cold",
+                                                     "warm",  "refresh", "stale_age"};
 
 /* Prometheus "le" bounds of the classic histograms, µs. */
-static const uint64_t analytics_le_us[] = {100,    250,    500,     1000,    2500,    5000,
-                                           10000,  25000,  50000,   100000,  250000,  500000,
+static const uint64_t analytics_le_us[] = {100,     250,     500,     1000,    2500,   5000,
+                                           10000,   25000,   50000,   100000,  250000, 500000,
                                            1000000, 2500000, 5000000, 10000000};
 #define ANALYTICS_NLE (sizeof(analytics_le_us) / sizeof(analytics_le_us[0]))
 
@@ -256,6 +260,53 @@ analytics_add(struct analytics_route *r, size_t i, uint64_t us)
         hist_record(h, us);
 }
 
+/* Counts one miss of the sample's URL in the route's space-saving summary. */
+static void
+analytics_topk_record(struct analytics_route *r, const struct analytics_sample *s)
+{
+    char key[ANALYTICS_TOPK_KEY];
+    size_t hl = s->host_len < sizeof(key) ? s->host_len : sizeof(key);
+    size_t tl = s->target_len < sizeof(key) - hl ? s->target_len : sizeof(key) - hl;
+    if (s->host != NULL)
+        memcpy(key, s->host, hl);
+    else
+        hl = 0;
+    memcpy(key + hl, s->target, tl);
+    size_t len = hl + tl;
+    uint64_t hash = XXH3_64bits(key, len);
+    if (r->topk == NULL) {
+        struct analytics_topk_entry *t = calloc(ANALYTICS_TOPK, sizeof(*t));
+        if (t == NULL)
+            return;
+        __atomic_store_n(&r->topk, t, __ATOMIC_RELEASE); /* readers may look from now on */
+    }
+    struct analytics_topk_entry *e = NULL, *min = &r->topk[0];
+    for (size_t i = 0; i < ANALYTICS_TOPK; i++) {
+        struct analytics_topk_entry *x = &r->topk[i];
+        if (x->count != 0 && x->hash == hash && x->key_len == len) {
+            e = x;
+            break;
+        }
+        if (x->count < min->count)
+            min = x;
+    }
+    bool fresh = e == NULL;
+    if (fresh)
+        e = min; /* the least counted makes room (space-saving) */
+    atomic_fetch_add_explicit(&e->seq, 1, memory_order_acq_rel);
+    if (fresh) {
+        e->error = e->count;
+        memset(e->causes, 0, sizeof(e->causes));
+        e->hash = hash;
+        e->key_len = (uint32_t)len;
+        memcpy(e->key, key, len);
+    }
+    e->count++;
+    if (s->cause != ANALYTICS_CAUSE_NONE)
+        e->causes[s->cause]++;
+    atomic_fetch_add_explicit(&e->seq, 1, memory_order_release);
+}
+
 void
 analytics_record(struct analytics_route *r, const struct analytics_sample *s)
 {
@@ -269,17 +320,20 @@ analytics_record(struct analytics_route *r, const struct analytics_sample *s)
     bool hit = analytics_is_hit(s->outcome);
     c->requests++;
     c->outcomes[s->outcome]++;
-    if (s->cause != ANALYTICS_CAUSE_NONE &&
-        (s->outcome == ANALYTICS_miss || s->outcome == ANALYTICS_pass))
-        c->causes[s->cause]++;
+    if (s->outcome == ANALYTICS_miss || s->outcome == ANALYTICS_pass) {
+        if (s->cause != ANALYTICS_CAUSE_NONE)
+            c->causes[s->cause]++;
+        if (s->target != NULL)
+            analytics_topk_record(r, s);
+    }
     if (analytics_from_cache(s->outcome))
         c->bytes_cache += s->body_bytes;
     else
         c->bytes_origin += s->body_bytes;
     c->coalesce_timeouts += s->coalesce_timeout;
     c->coalesce_uncacheable += s->coalesce_uncacheable;
-    bool cold = (int64_t)util_now_us() < atomic_load_explicit(&r->shared->cold_until_us,
-                                                               memory_order_relaxed);
+    bool cold = (int64_t)util_now_us() <
+                atomic_load_explicit(&r->shared->cold_until_us, memory_order_relaxed);
     if (cold) {
         c->cold_requests++;
         c->cold_hits += hit;
@@ -340,8 +394,8 @@ analytics_view_since_start(struct analytics *a, const char *name, struct analyti
                 continue;
             analytics_counts_add(&v->c, &r->c, 1);
             for (size_t i = 0; i < ANALYTICS_NSERIES; i++) {
-                const struct hist *h =
-                    atomic_load_explicit(&((struct analytics_route *)r)->h[i], memory_order_acquire);
+                const struct hist *h = atomic_load_explicit(&((struct analytics_route *)r)->h[i],
+                                                            memory_order_acquire);
                 if (h != NULL)
                     analytics_view_merge(v, i, h);
             }
@@ -370,7 +424,8 @@ analytics_view_recent(const struct analytics_shared *s, struct analytics_view *v
 /* --- budgets -------------------------------------------------------------- */
 
 static void
-analytics_judge(struct analytics *a, struct analytics_shared *s, const struct analytics_view *recent)
+analytics_judge(struct analytics *a, struct analytics_shared *s,
+                const struct analytics_view *recent)
 {
     const struct config_route *rc = analytics_route_config(a->cfg, s->name);
     if (rc == NULL || !rc->budget.set) {
@@ -421,8 +476,8 @@ analytics_judge(struct analytics *a, struct analytics_shared *s, const struct an
     }
     enum analytics_budget_state now = breach ? ANALYTICS_BUDGET_BREACH : ANALYTICS_BUDGET_OK;
     if (now == ANALYTICS_BUDGET_BREACH && s->budget != ANALYTICS_BUDGET_BREACH)
-        log_warn("route %s: budget breached over the last %g s: %s", s->name,
-                 analytics_window_s(a), text);
+        log_warn("route %s: budget breached over the last %g s: %s", s->name, analytics_window_s(a),
+                 text);
     else if (now == ANALYTICS_BUDGET_OK && s->budget == ANALYTICS_BUDGET_BREACH)
         log_warn("route %s: budget met again over the last %g s", s->name, analytics_window_s(a));
     s->budget = now;
@@ -495,6 +550,7 @@ analytics_free(struct analytics **ap)
             struct analytics_route *next = r->next;
             for (size_t i = 0; i < ANALYTICS_NSERIES; i++)
                 free(atomic_load(&r->h[i]));
+            free(r->topk);
             free(r->name);
             free(r);
             r = next;
@@ -508,6 +564,8 @@ analytics_free(struct analytics **ap)
 }
 
 /* --- JSON ----------------------------------------------------------------- */
+
+static void analytics_json_topk(struct analytics *a, struct evbuffer *out, const char *name);
 
 static double
 analytics_ms(uint64_t us)
@@ -531,7 +589,7 @@ static void
 analytics_json_latency(struct evbuffer *out, const struct analytics_view *v)
 {
     bool first = true;
-    evbuffer_add(out, "{", 1);
+    ANALYTICS_PUT(out, "{");
     for (size_t i = 0; i < ANALYTICS_NSERIES; i++) {
         if (v->h[i] == NULL || v->h[i]->n == 0)
             continue;
@@ -539,7 +597,7 @@ analytics_json_latency(struct evbuffer *out, const struct analytics_view *v)
         analytics_json_quantiles(out, v->h[i]);
         first = false;
     }
-    evbuffer_add(out, "}", 1);
+    ANALYTICS_PUT(out, "}");
 }
 
 static uint64_t
@@ -561,11 +619,11 @@ analytics_json_counts(struct evbuffer *out, const struct analytics_counts *c)
     evbuffer_add_printf(out, "\"requests\":%" PRIu64 ",\"hit_ratio\":%.4f,\"byte_hit_ratio\":%.4f,",
                         c->requests, analytics_ratio(analytics_hits(c), c->requests),
                         analytics_ratio(c->bytes_cache, c->bytes_cache + c->bytes_origin));
-    evbuffer_add(out, "\"outcomes\":{", 12);
+    ANALYTICS_PUT(out, "\"outcomes\":{");
     for (size_t i = 0; i < ANALYTICS_NOUTCOMES; i++)
         evbuffer_add_printf(out, "%s\"%s\":%" PRIu64, i ? "," : "", analytics_outcome_names[i],
                             c->outcomes[i]);
-    evbuffer_add(out, "},\"miss_causes\":{", 17);
+    ANALYTICS_PUT(out, "},\"miss_causes\":{");
     for (size_t i = 0; i < ANALYTICS_NCAUSES; i++)
         evbuffer_add_printf(out, "%s\"%s\":%" PRIu64, i ? "," : "", analytics_cause_names[i],
                             c->causes[i]);
@@ -607,12 +665,12 @@ analytics_json_bins(struct evbuffer *out, const struct analytics_view *v)
     double bounds[ANALYTICS_BINS + 1];
     for (int i = 0; i <= ANALYTICS_BINS; i++)
         bounds[i] = 10.0 * pow(10.0, (double)i / 6.0); /* µs, 6 bins a decade */
-    evbuffer_add(out, "{\"bounds_ms\":[", 14);
+    ANALYTICS_PUT(out, "{\"bounds_ms\":[");
     for (int i = 0; i <= ANALYTICS_BINS; i++)
         evbuffer_add_printf(out, "%s%.4g", i ? "," : "", bounds[i] / 1000.0);
-    const size_t groups[2][3] = {{ANALYTICS_hit_memory, ANALYTICS_hit_redis,
-                                  ANALYTICS_hit_memcached},
-                                 {ANALYTICS_miss, ANALYTICS_miss, ANALYTICS_miss}};
+    const size_t groups[2][3] = {
+        {ANALYTICS_hit_memory, ANALYTICS_hit_redis, ANALYTICS_hit_memcached},
+        {ANALYTICS_miss, ANALYTICS_miss, ANALYTICS_miss}};
     const char *names[2] = {"hit", "miss"};
     for (int g = 0; g < 2; g++) {
         evbuffer_add_printf(out, "],\"%s\":[", names[g]);
@@ -629,7 +687,7 @@ analytics_json_bins(struct evbuffer *out, const struct analytics_view *v)
             evbuffer_add_printf(out, "%s%" PRIu64, i ? "," : "", n);
         }
     }
-    evbuffer_add(out, "]}", 2);
+    ANALYTICS_PUT(out, "]}");
 }
 
 static void
@@ -638,7 +696,7 @@ analytics_json_route(struct analytics *a, struct evbuffer *out, const char *name
                      const struct analytics_shared *s)
 {
     const struct analytics_counts *c = &all->c;
-    evbuffer_add(out, "{", 1);
+    ANALYTICS_PUT(out, "{");
     if (name != NULL)
         evbuffer_add_printf(out, "\"name\":\"%s\",", name);
     analytics_json_counts(out, c);
@@ -651,37 +709,106 @@ analytics_json_route(struct analytics *a, struct evbuffer *out, const char *name
                             (double)analytics_warmup_ms(a, name) / 1000.0, c->cold_requests,
                             c->cold_hits, analytics_ratio(c->cold_hits, c->cold_requests));
         if (all->h[ANALYTICS_SERIES_COLD] != NULL) {
-            evbuffer_add(out, ",\"latency\":", 11);
+            ANALYTICS_PUT(out, ",\"latency\":");
             analytics_json_quantiles(out, all->h[ANALYTICS_SERIES_COLD]);
         }
-        evbuffer_add_printf(out,
-                            "},\"warm\":{\"requests\":%" PRIu64 ",\"hits\":%" PRIu64
-                            ",\"hit_ratio\":%.4f",
-                            c->warm_requests, c->warm_hits,
-                            analytics_ratio(c->warm_hits, c->warm_requests));
+        evbuffer_add_printf(
+            out, "},\"warm\":{\"requests\":%" PRIu64 ",\"hits\":%" PRIu64 ",\"hit_ratio\":%.4f",
+            c->warm_requests, c->warm_hits, analytics_ratio(c->warm_hits, c->warm_requests));
         if (all->h[ANALYTICS_SERIES_WARM] != NULL) {
-            evbuffer_add(out, ",\"latency\":", 11);
+            ANALYTICS_PUT(out, ",\"latency\":");
             analytics_json_quantiles(out, all->h[ANALYTICS_SERIES_WARM]);
         }
-        evbuffer_add(out, "}", 1);
+        ANALYTICS_PUT(out, "}");
         evbuffer_add_printf(out, ",\"budget\":{\"status\":\"%s\",\"detail\":\"%s\"}",
-                            s->budget == ANALYTICS_BUDGET_NONE   ? "none"
+                            s->budget == ANALYTICS_BUDGET_NONE ? "none"
                             : s->budget == ANALYTICS_BUDGET_OK ? "ok"
                                                                : "breach",
                             s->budget_text);
+        analytics_json_topk(a, out, name);
     }
     evbuffer_add_printf(out, ",\"time_saved_s\":%.3f,\"time_saved_bypass_s\":%.3f",
                         analytics_saved_s(all, ANALYTICS_miss),
                         analytics_saved_s(all, ANALYTICS_bypass));
-    evbuffer_add(out, ",\"latency\":{\"since_start\":", 26);
+    ANALYTICS_PUT(out, ",\"latency\":{\"since_start\":");
     analytics_json_latency(out, all);
-    evbuffer_add(out, ",\"recent\":", 10);
+    ANALYTICS_PUT(out, ",\"recent\":");
     analytics_json_latency(out, recent);
-    evbuffer_add(out, "},\"recent\":{", 12);
+    ANALYTICS_PUT(out, "},\"recent\":{");
     analytics_json_counts(out, &recent->c);
-    evbuffer_add(out, "},\"histogram\":", 14);
+    ANALYTICS_PUT(out, "},\"histogram\":");
     analytics_json_bins(out, all);
-    evbuffer_add(out, "}", 1);
+    ANALYTICS_PUT(out, "}");
+}
+
+/* A route's top missed URLs over every worker: entries of the same URL
+ * summed, the ANALYTICS_TOP_SHOWN largest shown with their dominant cause. */
+#define ANALYTICS_TOP_SHOWN 10
+
+static int
+analytics_topk_cmp(const void *a, const void *b)
+{
+    const struct analytics_topk_entry *x = a, *y = b;
+    return x->count < y->count ? 1 : x->count > y->count ? -1 : 0;
+}
+
+static void
+analytics_json_topk(struct analytics *a, struct evbuffer *out, const char *name)
+{
+    struct analytics_topk_entry *all = calloc(a->nworkers * ANALYTICS_TOPK + 1, sizeof(*all));
+    size_t n = 0;
+    ANALYTICS_PUT(out, ",\"top_missed\":[");
+    for (size_t w = 0; all != NULL && w < a->nworkers; w++) {
+        const struct analytics_route *r = __atomic_load_n(a->workers[w], __ATOMIC_ACQUIRE);
+        for (; r != NULL; r = r->next) {
+            struct analytics_topk_entry *t =
+                __atomic_load_n(&((struct analytics_route *)r)->topk, __ATOMIC_ACQUIRE);
+            if (strcmp(r->name, name) != 0 || t == NULL)
+                continue;
+            for (size_t i = 0; i < ANALYTICS_TOPK; i++) {
+                struct analytics_topk_entry copy;
+                uint32_t v1 = atomic_load_explicit(&t[i].seq, memory_order_acquire);
+                memcpy((char *)&copy + sizeof(copy.seq), (char *)&t[i] + sizeof(t[i].seq),
+                       sizeof(copy) - sizeof(copy.seq));
+                atomic_thread_fence(memory_order_acquire);
+                uint32_t v2 = atomic_load_explicit(&t[i].seq, memory_order_relaxed);
+                if ((v1 & 1) || v1 != v2 || copy.count == 0 || copy.key_len > sizeof(copy.key))
+                    continue; /* being written: it will be there next time */
+                size_t j;
+                for (j = 0; j < n; j++)
+                    if (all[j].hash == copy.hash && all[j].key_len == copy.key_len)
+                        break;
+                if (j == n)
+                    all[n++] = copy;
+                else {
+                    all[j].count += copy.count;
+                    all[j].error += copy.error;
+                    for (size_t c = 0; c < ANALYTICS_NCAUSES; c++)
+                        all[j].causes[c] += copy.causes[c];
+                }
+            }
+        }
+    }
+    if (all != NULL)
+        qsort(all, n, sizeof(*all), analytics_topk_cmp);
+    for (size_t i = 0; all != NULL && i < n && i < ANALYTICS_TOP_SHOWN; i++) {
+        size_t dom = 0;
+        for (size_t c = 1; c < ANALYTICS_NCAUSES; c++)
+            if (all[i].causes[c] > all[i].causes[dom])
+                dom = c;
+        evbuffer_add_printf(out, "%s{\"url\":\"", i ? "," : "");
+        for (size_t k = 0; k < all[i].key_len; k++) { /* printable ASCII: the parser's */
+            char ch = all[i].key[k];
+            if (ch == '"' || ch == '\\')
+                evbuffer_add(out, "\\", 1);
+            evbuffer_add(out, &ch, 1);
+        }
+        evbuffer_add_printf(
+            out, "\",\"misses\":%" PRIu64 ",\"overcount\":%" PRIu64 ",\"cause\":\"%s\"}",
+            all[i].count, all[i].error, all[i].causes[dom] ? analytics_cause_names[dom] : "none");
+    }
+    ANALYTICS_PUT(out, "]");
+    free(all);
 }
 
 /* Adds v into sum (counts and histograms). */
@@ -712,7 +839,7 @@ analytics_format_json(struct analytics *a, struct evbuffer *out)
         analytics_view_since_start(a, s->name, &all);
         analytics_view_recent(s, &recent);
         if (comma)
-            evbuffer_add(out, ",", 1);
+            ANALYTICS_PUT(out, ",");
         analytics_json_route(a, out, s->name, &all, &recent, s);
         comma = true;
         analytics_view_add(&total, &all);
@@ -720,9 +847,9 @@ analytics_format_json(struct analytics *a, struct evbuffer *out)
         analytics_view_free(&all);
         analytics_view_free(&recent);
     }
-    evbuffer_add(out, "],\"total\":", 10);
+    ANALYTICS_PUT(out, "],\"total\":");
     analytics_json_route(a, out, NULL, &total, &total_recent, NULL);
-    evbuffer_add(out, "}", 1);
+    ANALYTICS_PUT(out, "}");
     analytics_view_free(&total);
     analytics_view_free(&total_recent);
 }
@@ -767,10 +894,9 @@ analytics_format_prometheus(struct analytics *a, struct evbuffer *out)
                              "# TYPE tailcache_route_misses_total counter\n");
     for (k = 0; k < nroutes; k++)
         for (size_t i = 0; i < ANALYTICS_NCAUSES; i++)
-            evbuffer_add_printf(out,
-                                "tailcache_route_misses_total{route=\"%s\",cause=\"%s\"} %" PRIu64
-                                "\n",
-                                rs[k]->name, analytics_cause_names[i], all[k].c.causes[i]);
+            evbuffer_add_printf(
+                out, "tailcache_route_misses_total{route=\"%s\",cause=\"%s\"} %" PRIu64 "\n",
+                rs[k]->name, analytics_cause_names[i], all[k].c.causes[i]);
     evbuffer_add_printf(out, "# HELP tailcache_route_bytes_total Response body bytes per route, "
                              "from cached objects or from the origin.\n"
                              "# TYPE tailcache_route_bytes_total counter\n");
@@ -779,12 +905,10 @@ analytics_format_prometheus(struct analytics *a, struct evbuffer *out)
                             "tailcache_route_bytes_total{route=\"%s\",source=\"cache\"} %" PRIu64
                             "\ntailcache_route_bytes_total{route=\"%s\",source=\"origin\"} "
                             "%" PRIu64 "\n",
-                            rs[k]->name, all[k].c.bytes_cache, rs[k]->name,
-                            all[k].c.bytes_origin);
-    evbuffer_add_printf(out,
-                        "# HELP tailcache_route_phase_requests_total Requests in the warm-up "
-                        "window after start or a flush (cold) and after it (warm).\n"
-                        "# TYPE tailcache_route_phase_requests_total counter\n");
+                            rs[k]->name, all[k].c.bytes_cache, rs[k]->name, all[k].c.bytes_origin);
+    evbuffer_add_printf(out, "# HELP tailcache_route_phase_requests_total Requests in the warm-up "
+                             "window after start or a flush (cold) and after it (warm).\n"
+                             "# TYPE tailcache_route_phase_requests_total counter\n");
     for (k = 0; k < nroutes; k++)
         evbuffer_add_printf(out,
                             "tailcache_route_phase_requests_total{route=\"%s\",phase=\"cold\"} "
@@ -828,9 +952,10 @@ analytics_format_prometheus(struct analytics *a, struct evbuffer *out)
                                 analytics_series_name(i), (double)h->sum_us / 1e6, rs[k]->name,
                                 analytics_series_name(i), h->n);
         }
-    evbuffer_add_printf(out, "# HELP tailcache_route_latency_recent_seconds Latency quantiles per "
-                             "route and series over the last %g s.\n"
-                             "# TYPE tailcache_route_latency_recent_seconds gauge\n",
+    evbuffer_add_printf(out,
+                        "# HELP tailcache_route_latency_recent_seconds Latency quantiles per "
+                        "route and series over the last %g s.\n"
+                        "# TYPE tailcache_route_latency_recent_seconds gauge\n",
                         analytics_window_s(a));
     static const double qs[] = {0.5, 0.9, 0.95, 0.99, 0.999, 1.0};
     for (k = 0; k < nroutes; k++)
@@ -845,16 +970,18 @@ analytics_format_prometheus(struct analytics *a, struct evbuffer *out)
                                     rs[k]->name, analytics_series_name(i), qs[q],
                                     (double)hist_quantile(h, qs[q]) / 1e6);
         }
-    evbuffer_add_printf(out, "# HELP tailcache_route_hit_ratio_recent Hit ratio per route over the "
-                             "last %g s.\n# TYPE tailcache_route_hit_ratio_recent gauge\n",
+    evbuffer_add_printf(out,
+                        "# HELP tailcache_route_hit_ratio_recent Hit ratio per route over the "
+                        "last %g s.\n# TYPE tailcache_route_hit_ratio_recent gauge\n",
                         analytics_window_s(a));
     for (k = 0; k < nroutes; k++)
         evbuffer_add_printf(out, "tailcache_route_hit_ratio_recent{route=\"%s\"} %.4f\n",
                             rs[k]->name,
                             analytics_ratio(analytics_hits(&recent[k].c), recent[k].c.requests));
-    evbuffer_add_printf(out, "# HELP tailcache_route_budget_ok 1 when the route meets its budget "
-                             "over the last %g s, 0 when it breaches it (routes with a budget).\n"
-                             "# TYPE tailcache_route_budget_ok gauge\n",
+    evbuffer_add_printf(out,
+                        "# HELP tailcache_route_budget_ok 1 when the route meets its budget "
+                        "over the last %g s, 0 when it breaches it (routes with a budget).\n"
+                        "# TYPE tailcache_route_budget_ok gauge\n",
                         analytics_window_s(a));
     for (k = 0; k < nroutes; k++)
         if (rs[k]->budget != ANALYTICS_BUDGET_NONE)

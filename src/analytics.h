@@ -101,9 +101,26 @@ struct analytics_counts {
     uint64_t bytes_origin; /* body bytes relayed from the origin */
     uint64_t cold_requests, cold_hits;
     uint64_t warm_requests, warm_hits;
-    uint64_t coalesce_timeouts;    /* waits that gave up (coalesce_timeout) */
-    uint64_t coalesce_uncacheable; /* waits that ended in a response not storable */
+    uint64_t coalesce_timeouts;           /* waits that gave up (coalesce_timeout) */
+    uint64_t coalesce_uncacheable;        /* waits that ended in a response not storable */
     uint64_t refreshes, refresh_failures; /* background refreshes and those that failed */
+};
+
+/* Top missed keys: a space-saving summary (Metwally et al.) per route and
+ * worker of the ANALYTICS_TOPK URLs that miss most, each with its count,
+ * the count's overestimate bound and the misses by cause. The worker
+ * writes an entry between two increments of seq (odd while it writes); a
+ * reader copies it and keeps the copy only if seq was even and unchanged. */
+#define ANALYTICS_TOPK 32
+#define ANALYTICS_TOPK_KEY 120 /* bytes of "host/path?query" kept */
+
+struct analytics_topk_entry {
+    _Atomic uint32_t seq;
+    uint32_t key_len;
+    uint64_t hash; /* of the full key text */
+    uint64_t count, error;
+    uint32_t causes[ANALYTICS_NCAUSES];
+    char key[ANALYTICS_TOPK_KEY];
 };
 
 /* One route on one worker. */
@@ -113,21 +130,28 @@ struct analytics_route {
     struct analytics_shared *shared;
     struct analytics_counts c;
     _Atomic(struct hist *) h[ANALYTICS_NSERIES]; /* NULL until the first sample */
+    struct analytics_topk_entry *topk;           /* ANALYTICS_TOPK entries, made on first miss */
 };
 
 /* What a request contributes, gathered by conn.c when it ends. */
 struct analytics_sample {
     enum analytics_outcome outcome;
     enum analytics_cause cause;
-    bool refresh;          /* a background refresh: counted apart, not as a request */
-    bool failed;           /* a refresh that did not get a usable response */
-    bool coalesce_timeout; /* gave up waiting on another fetch */
+    bool refresh;              /* a background refresh: counted apart, not as a request */
+    bool failed;               /* a refresh that did not get a usable response */
+    bool coalesce_timeout;     /* gave up waiting on another fetch */
     bool coalesce_uncacheable; /* waited on a fetch that turned out not storable */
-    uint64_t stale_age_us; /* stale outcome: how far past its freshness */
+    uint64_t stale_age_us;     /* stale outcome: how far past its freshness */
+    uint64_t now_us;           /* when it ended (util_now_us()) */
     uint64_t total_us;
     uint64_t origin_us; /* 0: did not go to the origin */
     uint64_t tier_us;   /* 0: no shared-tier lookup */
     uint64_t body_bytes;
+    /* The URL, for the top missed keys (misses and passes only). */
+    const char *host;
+    size_t host_len;
+    const char *target;
+    size_t target_len;
 };
 
 /* Per route name, shared by workers and main (warm-up window, budgets). */

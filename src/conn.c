@@ -341,10 +341,10 @@ conn_outcome(const struct conn_exchange *x)
     if (o == NULL)
         return ANALYTICS_pass;
     switch (o[0]) {
-    case 'h':
-        return strcmp(o, "hit-redis") == 0       ? ANALYTICS_hit_redis
-               : strcmp(o, "hit-memcached") == 0 ? ANALYTICS_hit_memcached
-                                                 : ANALYTICS_hit_memory;
+    case 'h': /* "hit", "hit-redis", "hit-memcached" */
+        return o[3] == '\0' ? ANALYTICS_hit_memory
+               : o[4] == 'r' ? ANALYTICS_hit_redis
+                             : ANALYTICS_hit_memcached;
     case 's':
         return ANALYTICS_stale;
     case 'r':
@@ -373,11 +373,16 @@ conn_record(struct conn *c, uint64_t now)
         .refresh = c->internal,
         .failed = c->internal && (x->proxy_error || x->status >= 500 || x->status == 0),
         .coalesce_timeout = x->coalesce_timeout,
+        .now_us = now,
         .total_us = now - x->t_start,
         .origin_us = x->t_up_start ? (x->t_up_end ? x->t_up_end : now) - x->t_up_start : 0,
         .tier_us = x->tier_us,
         .body_bytes = x->body_bytes,
         .stale_age_us = x->stale_age > 0 ? (uint64_t)x->stale_age * 1000000 : 0,
+        .host = c->req.host,
+        .host_len = c->req.host != NULL ? c->req.host_len : 0,
+        .target = c->req.path,
+        .target_len = c->req.path_len + (c->req.query != NULL ? 1 + c->req.query_len : 0),
     };
     s.coalesce_uncacheable = x->waited_failed && s.outcome == ANALYTICS_pass;
     analytics_record(x->gen->analytics[x->route - x->gen->cfg->routes], &s);

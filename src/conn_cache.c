@@ -508,8 +508,8 @@ conn_cache_miss(struct conn *c, const char *fwd)
     if (!c->internal && c->w->tiers != NULL &&
         tier_route_has_l2(c->w->tiers, rc->tiers, rc->ntiers)) {
         x->t_tier_start = util_now_us();
-        if (tier_lookup(c->w->tiers, rc->tiers, rc->ntiers, c->key, c->key_len, conn_cache_on_l2,
-                        c, &x->l2) == 0) {
+        if (tier_lookup(c->w->tiers, rc->tiers, rc->ntiers, c->key, c->key_len, conn_cache_on_l2, c,
+                        &x->l2) == 0) {
             x->l2_fwd = fwd;
             x->outcome = "miss";
             return;
@@ -756,10 +756,10 @@ conn_cache_lookup(struct conn *c)
         if (evicted)
             c->w->stats.cache_miss_evicted++;
         conn_cache_cause(c,
-                         evicted                                         ? ANALYTICS_CAUSE_evicted
-                         : cache_was_invalidated(cache, c->key_hash)     ? ANALYTICS_CAUSE_invalidated
-                         : x->via_vary                                   ? ANALYTICS_CAUSE_vary
-                                                                         : ANALYTICS_CAUSE_cold,
+                         evicted                                     ? ANALYTICS_CAUSE_evicted
+                         : cache_was_invalidated(cache, c->key_hash) ? ANALYTICS_CAUSE_invalidated
+                         : x->via_vary                               ? ANALYTICS_CAUSE_vary
+                                                                     : ANALYTICS_CAUSE_cold,
                          false);
         conn_cache_miss(c, x->via_vary ? "vary-miss" : "uri-miss");
         return;

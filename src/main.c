@@ -53,7 +53,7 @@ struct main_state {
     struct tier_shared *tiers;
     struct inval *inval;
     struct analytics *analytics;
-    struct event *ev_tick; /* analytics: one window slot every analytics.slot */
+    struct event *ev_tick;          /* analytics: one window slot every analytics.slot */
     unsigned cfg_workers_from_file; /* what the file said last, to warn once per change */
     bool stopping;
 };
@@ -80,7 +80,7 @@ main_usage(FILE *out)
         "  -t, --test            check the config and exit (0: valid, 1: errors printed)\n"
         "  -u, --upstream URL    quick mode: proxy everything to URL, no config file\n"
         "  -l, --listen ADDR     quick mode: traffic listener (default 127.0.0.1:8080)\n"
-        "  -a, --admin ADDR      quick mode: admin listener (default: none)\n"
+        "  -a, --admin ADDR      quick mode: admin listener, or off (default: 127.0.0.1:9090)\n"
         "  -r, --redis ADDR      quick mode: Redis tier at ADDR (HOST:PORT)\n"
         "  -m, --memcached LIST  quick mode: memcached tier on LIST (HOST:PORT[,HOST:PORT...])\n"
         "  -w, --workers N       worker threads (default: number of cores)\n"

@@ -78,7 +78,7 @@ struct tier_lookup {
     enum config_tier tiers[CONFIG_TIERS_MAX];
     size_t ntiers;
     size_t next; /* index of the next tier to try */
-    bool failed;   /* a tier failed, timed out or was skipped */
+    bool failed; /* a tier failed, timed out or was skipped */
     enum config_tier current;
     uint64_t t_op; /* µs, the current operation started */
     TAILQ_ENTRY(tier_lookup) link;

@@ -56,10 +56,10 @@ struct worker {
     size_t nlisten;
     struct evconnlistener **listeners;
     struct worker_gen *gen;
-    struct cache *cache;       /* the memory cache, shared by all workers */
-    struct tier_thread *tiers; /* this worker's view of the shared tiers */
-    struct inval *inval;       /* where invalidations go (borrowed) */
-    struct analytics *analytics;           /* borrowed */
+    struct cache *cache;                    /* the memory cache, shared by all workers */
+    struct tier_thread *tiers;              /* this worker's view of the shared tiers */
+    struct inval *inval;                    /* where invalidations go (borrowed) */
+    struct analytics *analytics;            /* borrowed */
     struct analytics_route *analytics_head; /* this worker's routes (analytics.h) */
     uint64_t rng;                           /* xorshift state: bypass sampling */
     struct stats stats;
