@@ -9,10 +9,13 @@ set -eu
 kind=${1:-build}
 pkgs="gcc make autoconf automake pkg-config libevent-dev libssl-dev libhiredis-dev \
 libmemcached-dev libyaml-dev libpcre2-dev libxxhash-dev check"
+# The tests load the admin listener's /dashboard in headless chromium; a
+# font, so that its screenshots have text.
 case "$kind" in
 build) ;;
-test) pkgs="$pkgs python3 curl procps redis-server memcached" ;;
-bench) pkgs="$pkgs python3 curl procps redis-server memcached wrk nginx-light" ;;
+test) pkgs="$pkgs python3 curl procps redis-server memcached chromium fonts-dejavu-core" ;;
+bench) pkgs="$pkgs python3 curl procps redis-server memcached chromium fonts-dejavu-core \
+wrk nginx-light" ;;
 *) echo "usage: $0 build|test|bench" >&2; exit 2 ;;
 esac
 

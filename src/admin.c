@@ -19,6 +19,7 @@
 #include "analytics.h"
 #include "ban.h"
 #include "config.h"
+#include "dashboard.h"
 #include "http_parser.h"
 #include "http_write.h"
 #include "inval.h"
@@ -35,9 +36,39 @@ struct admin {
 static void
 admin_reply(struct evhttp_request *req, int code, const char *type, struct evbuffer *body)
 {
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", type);
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Cache-Control", "no-store");
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    evhttp_add_header(h, "Content-Type", type);
+    evhttp_add_header(h, "Cache-Control", "no-store");
+    if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
+        /* evhttp would send the body after a HEAD's head: the length a
+         * GET would get, and no body. */
+        char len[24];
+        snprintf(len, sizeof(len), "%zu", evbuffer_get_length(body));
+        evhttp_add_header(h, "Content-Length", len);
+        evbuffer_drain(body, evbuffer_get_length(body));
+    }
     evhttp_send_reply(req, code, http_write_reason(code), body);
+}
+
+/* The page's script and style are inline and it fetches only /stats from
+ * here: the policy allows that and nothing else (no other origin to load
+ * from or send to, no framing, no forms). The page writes data with
+ * textContent only, never as markup. */
+#define ADMIN_DASHBOARD_CSP                                                                        \
+    "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "                  \
+    "connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; "                     \
+    "frame-ancestors 'none'"
+
+/* GET/HEAD /dashboard: the page, by reference (static storage, no copy). */
+static void
+admin_dashboard(struct evhttp_request *req, struct evbuffer *body)
+{
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    evhttp_add_header(h, "Content-Security-Policy", ADMIN_DASHBOARD_CSP);
+    evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
+    evhttp_add_header(h, "Referrer-Policy", "no-referrer");
+    evbuffer_add_reference(body, dashboard_html, dashboard_html_len, NULL, NULL);
+    admin_reply(req, 200, "text/html; charset=utf-8", body);
 }
 
 /* True when s[0..n) has no byte a request target or Host may not hold. */
@@ -215,10 +246,13 @@ admin_on_request(struct evhttp_request *req, void *arg)
         if (a->analytics != NULL)
             analytics_format_prometheus(a->analytics, body);
         admin_reply(req, 200, "text/plain; version=0.0.4", body);
+    } else if (plen == 10 && strncmp(uri, "/dashboard", 10) == 0) {
+        admin_dashboard(req, body);
     } else if (invalidate) {
         admin_invalidate(arg, req, uri + 12, plen - 12, body);
     } else {
-        evbuffer_add_printf(body, "not found; try /healthz, /stats, /metrics, /invalidate/\n");
+        evbuffer_add_printf(
+            body, "not found; try /healthz, /stats, /metrics, /dashboard, /invalidate/\n");
         admin_reply(req, 404, "text/plain", body);
     }
     evbuffer_free(body);

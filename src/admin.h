@@ -1,10 +1,11 @@
 /*
  * admin: the admin listener, separate from traffic, on the main thread's
- * event_base. It serves /healthz, /stats (JSON counters) and /metrics
- * (Prometheus text), and the invalidation API (POST /invalidate/url,
- * /invalidate/prefix, /invalidate/regex, /invalidate/tag,
- * /invalidate/route; see inval.h and tailcache(8)). It uses libevent's evhttp: admin requests are small
- * and rare, and the proxy's data path never goes through here.
+ * event_base. It serves /healthz, /stats (JSON counters), /metrics
+ * (Prometheus text) and /dashboard (a live page over /stats, dashboard.h),
+ * and the invalidation API (POST /invalidate/url, /invalidate/prefix,
+ * /invalidate/regex, /invalidate/tag, /invalidate/route; see inval.h and
+ * tailcache(8)). It uses libevent's evhttp: admin requests are small and
+ * rare, and the proxy's data path never goes through here.
  */
 #ifndef TAILCACHE_ADMIN_H
 #define TAILCACHE_ADMIN_H

@@ -88,7 +88,7 @@ static const struct config_key config_admin_keys[] = {
      .off = CONFIG_C(admin, struct config_addr),
      .def = "127.0.0.1:9090",
      .flags = CONFIG_F_OFF,
-     .help = "Admin listener (/healthz, /stats, /metrics), apart "
+     .help = "Admin listener (/healthz, /stats, /metrics, /dashboard), apart "
              "from traffic: HOST:PORT, or \"off\" to disable it."},
     {0},
 };

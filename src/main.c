@@ -411,7 +411,7 @@ main(int argc, char **argv)
     for (size_t i = 0; i < m.cfg->nlisten; i++)
         log_info("listening on http://%s/ with %u workers", m.cfg->listen[i].text, m.nworkers);
     if (m.cfg->admin.len)
-        log_info("admin on http://%s/ (/healthz, /stats, /metrics)", m.cfg->admin.text);
+        log_info("admin on http://%s/ (/healthz, /stats, /metrics, /dashboard)", m.cfg->admin.text);
 
     event_base_dispatch(m.base);
 

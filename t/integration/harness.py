@@ -24,7 +24,9 @@ What is here:
     cache while the tiers keep their contents;
   - LoadGen (http.client, for reloads) and LoadGenerator (RawClient, per
     request status, Cache-Status and latency: failures, p99, max), for
-    faults injected under load.
+    faults injected under load;
+  - Chromium: headless runs of Debian's chromium against the admin
+    listener's pages (the DOM after the page ran a while, screenshots).
 
 Rules every helper keeps: loopback only; every wait is bounded in time;
 every loop is bounded in count or time.  Everything a test starts is
@@ -258,6 +260,11 @@ def cleanup_all():
         if isinstance(o, LoadGenerator):
             try:
                 o.stop(timeout=5)
+            except Exception:
+                pass
+        elif isinstance(o, Chromium):
+            try:
+                o._cleanup()
             except Exception:
                 pass
         elif isinstance(o, _ServerProcess):
@@ -2548,3 +2555,126 @@ class LoadGenerator:
 
 def _ms(x):
     return "-" if x is None else "%.1fms" % (x * 1000)
+
+
+# --------------------------------------------------------------------------
+# headless browser
+
+def _browser_setup():
+    # Its own process group, so that cleanup kills the browser's renderers
+    # and zygotes with it; and it dies with the test like the others.
+    os.setsid()
+    _child_setup()
+
+
+class Chromium:
+    """Headless Chromium (Debian's chromium package) to load pages the admin
+    listener serves, as a person's browser would.
+
+    dump_dom(url) returns the DOM after the page ran for budget_ms of
+    virtual time (timers, such as a page's polling, fire as fast as the
+    page's fetches complete); screenshot(url, path) saves a PNG. Each call
+    runs one browser with a fresh profile under the test dir, bounded by
+    timeout, in its own process group that is killed whole afterwards.
+    The crash handlers it starts leave that group, so they are found by
+    their command line, which names this object's private directory.
+    Nothing reaches past loopback: no sync, updates or background traffic.
+    Registered for cleanup_all()."""
+
+    FLAGS = ["--headless=new", "--disable-gpu", "--no-sandbox",
+             "--disable-background-networking", "--disable-component-update",
+             "--disable-sync", "--no-first-run", "--disable-default-apps",
+             "--disable-extensions", "--hide-scrollbars", "--mute-audio"]
+
+    def __init__(self, name="chromium"):
+        self.dir = new_dir(name)
+        self.exe = os.environ.get("CHROMIUM") or next(
+            (p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser")
+             if os.access(p, os.X_OK)), None)
+        self.procs = []
+        self.runs = 0
+        _register(self)
+
+    def available(self):
+        return self.exe is not None
+
+    def run(self, url, extra=(), budget_ms=6000, timeout=60.0):
+        """One browser run; returns (exit status, stdout text). Raises
+        AssertionError if it does not finish within timeout seconds."""
+        if self.exe is None:
+            raise AssertionError("chromium not found (apt-get install chromium, or "
+                                 "contrib/deps.sh test)")
+        self.runs += 1
+        profile = os.path.join(self.dir, "profile-%d" % self.runs)
+        out_path = os.path.join(self.dir, "stdout-%d" % self.runs)
+        err_path = os.path.join(self.dir, "stderr-%d" % self.runs)
+        env = dict(os.environ)
+        env.update(HOME=self.dir, XDG_CONFIG_HOME=os.path.join(self.dir, "config"),
+                   XDG_CACHE_HOME=os.path.join(self.dir, "cache"))
+        cmd = ([self.exe] + self.FLAGS + ["--user-data-dir=" + profile,
+                                          "--virtual-time-budget=%d" % budget_ms]
+               + list(extra) + [url])
+        with open(out_path, "wb") as out, open(err_path, "wb") as err:
+            p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                 cwd=self.dir, env=env, preexec_fn=_browser_setup)
+        self.procs.append(p)
+        try:
+            rc = p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("chromium did not finish within %.0fs: %s\n%s"
+                                 % (timeout, " ".join(cmd), tail(err_path)))
+        finally:
+            self._kill(p)
+        return rc, read_text(out_path)
+
+    def dump_dom(self, url, budget_ms=6000, timeout=60.0):
+        rc, out = self.run(url, ["--dump-dom"], budget_ms, timeout)
+        assert rc == 0 and out, "chromium --dump-dom %s: exit %s, %d bytes\n%s" % (
+            url, rc, len(out), tail(os.path.join(self.dir, "stderr-%d" % self.runs)))
+        return out
+
+    def screenshot(self, url, path, size=(1280, 1600), budget_ms=6000, timeout=60.0):
+        rc, _ = self.run(url, ["--screenshot=" + os.path.abspath(path),
+                               "--window-size=%d,%d" % size], budget_ms, timeout)
+        assert rc == 0 and os.path.getsize(path) > 0, "chromium --screenshot: exit %s\n%s" % (
+            rc, tail(os.path.join(self.dir, "stderr-%d" % self.runs)))
+        return path
+
+    def _strays(self):
+        """Pids of processes whose command line names this object's dir."""
+        me = self.dir.encode()
+        pids = []
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            try:
+                with open("/proc/%s/cmdline" % d, "rb") as f:
+                    if me in f.read():
+                        pids.append(int(d))
+            except OSError:
+                pass
+        return pids
+
+    def _kill(self, p):
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        # The crash handlers exit once the browser is gone; a bounded wait,
+        # then SIGKILL for any that did not.
+        deadline = time.monotonic() + 5
+        while self._strays() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for pid in self._strays():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def _cleanup(self):
+        for p in self.procs:
+            self._kill(p)
