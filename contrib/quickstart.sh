@@ -54,7 +54,9 @@ tailcache is running in front of the demo origin.
                 curl -i http://127.0.0.1:8080/slow          (~150 ms, then ~0)
                 curl -i http://127.0.0.1:8080/me            (personal: never stored)
   demo origin:  http://127.0.0.1:8081/             (direct, to compare)
-  admin:        http://127.0.0.1:9090/stats        (counters as JSON)
+  dashboard:    http://127.0.0.1:9090/dashboard    (live per-route latency, hit ratio,
+                                                    miss causes; open it in a browser)
+  admin:        http://127.0.0.1:9090/stats        (counters and analytics as JSON)
                 http://127.0.0.1:9090/metrics      (Prometheus)
                 http://127.0.0.1:9090/healthz
 
