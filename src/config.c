@@ -1661,8 +1661,7 @@ config_on_tls_error(void *arg, size_t cert, const char *key, const char *msg)
     if (cert == SIZE_MAX) {
         node = config_map_get(ld, rep->tls, key);
         snprintf(path, sizeof(path), "tls.%s", key);
-        config_error(ld, node != NULL ? config_line(node) : config_line(rep->tls), path, "%s",
-                     msg);
+        config_error(ld, node != NULL ? config_line(node) : config_line(rep->tls), path, "%s", msg);
         return;
     }
     node = config_list_item(ld, certs, cert, "tls.certificates", ipath, sizeof(ipath));

@@ -401,7 +401,7 @@ conn_outcome(const struct conn_exchange *x)
         return ANALYTICS_pass;
     switch (o[0]) {
     case 'h': /* "hit", "hit-redis", "hit-memcached" */
-        return o[3] == '\0' ? ANALYTICS_hit_memory
+        return o[3] == '\0'  ? ANALYTICS_hit_memory
                : o[4] == 'r' ? ANALYTICS_hit_redis
                              : ANALYTICS_hit_memcached;
     case 's':

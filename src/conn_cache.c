@@ -220,7 +220,8 @@ conn_cache_primary_key(struct conn *c)
     struct cache_key_opts o;
     conn_cache_key_opts(c, &o);
     for (;;) {
-        ssize_t n = c->key_cap ? cache_key_primary(c->key, c->key_cap, &c->req, conn_scheme(c), &o) : -1;
+        ssize_t n =
+            c->key_cap ? cache_key_primary(c->key, c->key_cap, &c->req, conn_scheme(c), &o) : -1;
         if (n >= 0) {
             c->key_len = c->primary_len = (size_t)n;
             c->key_hash = cache_hash(c->key, c->key_len);

@@ -124,8 +124,8 @@ main_start_workers(struct main_state *m)
         abort();
     for (unsigned i = 0; i < m->nworkers; i++) {
         for (size_t j = 0; j < nfds; j++) {
-            fds[j] = main_bind(j < cfg->nlisten ? &cfg->listen[j]
-                                                : &cfg->tls.listen[j - cfg->nlisten]);
+            fds[j] =
+                main_bind(j < cfg->nlisten ? &cfg->listen[j] : &cfg->tls.listen[j - cfg->nlisten]);
             if (fds[j] < 0) {
                 while (j-- > 0)
                     close(fds[j]);
@@ -451,8 +451,7 @@ main(int argc, char **argv)
     for (size_t i = 0; i < m.cfg->nlisten; i++)
         log_info("listening on http://%s/ with %u workers", m.cfg->listen[i].text, m.nworkers);
     for (size_t i = 0; i < m.cfg->tls.nlisten; i++)
-        log_info("listening on https://%s/ with %u workers", m.cfg->tls.listen[i].text,
-                 m.nworkers);
+        log_info("listening on https://%s/ with %u workers", m.cfg->tls.listen[i].text, m.nworkers);
     if (m.cfg->admin.len)
         log_info("admin on http://%s/ (/healthz, /stats, /metrics, /dashboard)", m.cfg->admin.text);
 

@@ -26,7 +26,7 @@
 /* One certificate of the table: the leaf, its chain, its key and names. */
 struct tls_cert {
     X509 *x509;
-    STACK_OF(X509) *chain;
+    STACK_OF(X509) * chain;
     EVP_PKEY *pkey;
     char **names; /* lower case; "*.example.com" for a wildcard */
     size_t nnames;
@@ -372,12 +372,11 @@ tls_ctx_new(const struct config_tls *t, tls_error_fn err, void *arg)
     if (ctx == NULL)
         fatal("tls: cannot create an SSL_CTX: %s", tls_ssl_reason());
     SSL_CTX_set_min_proto_version(ctx, t->min_version == CONFIG_TLS_1_3 ? TLS1_3_VERSION
-                                                                         : TLS1_2_VERSION);
+                                                                        : TLS1_2_VERSION);
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
                                  SSL_OP_NO_COMPRESSION);
     if (SSL_CTX_set_cipher_list(ctx, t->ciphers) != 1) {
-        snprintf(msg, sizeof(msg), "\"%s\" selects no cipher (%s)", t->ciphers,
-                 tls_ssl_reason());
+        snprintf(msg, sizeof(msg), "\"%s\" selects no cipher (%s)", t->ciphers, tls_ssl_reason());
         err(arg, SIZE_MAX, "ciphers", msg);
         ok = false;
     }

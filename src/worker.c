@@ -227,8 +227,8 @@ worker_init(struct worker *w, unsigned idx, struct config *cfg, const struct wor
     w->nlisten = nfds;
     for (size_t i = 0; i < nfds; i++) {
         w->listeners[i] =
-            evconnlistener_new(w->base, i + ntls >= nfds ? worker_on_accept_tls : worker_on_accept, w,
-                               LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fds[i]);
+            evconnlistener_new(w->base, i + ntls >= nfds ? worker_on_accept_tls : worker_on_accept,
+                               w, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fds[i]);
         if (w->listeners[i] == NULL) {
             log_err("worker %u: cannot listen on socket %d", idx, fds[i]);
             close(fds[i]);
