@@ -87,18 +87,20 @@ admin_url_ban(struct admin *a, const char *url, char *err, size_t errlen)
 {
     struct http_request r;
     size_t len = strlen(url);
+    const char *scheme = "http";
     memset(&r, 0, sizeof(r));
-    if (len > 7 && strncasecmp(url, "http://", 7) == 0)
+    if (len > 7 && strncasecmp(url, "http://", 7) == 0) {
         url += 7;
-    else if (len > 8 && strncasecmp(url, "https://", 8) == 0)
+    } else if (len > 8 && strncasecmp(url, "https://", 8) == 0) {
         url += 8;
-    else {
-        snprintf(err, errlen, "url must be http://HOST[:PORT]/PATH[?QUERY]");
+        scheme = "https";
+    } else {
+        snprintf(err, errlen, "url must be http[s]://HOST[:PORT]/PATH[?QUERY]");
         return NULL;
     }
     const char *slash = strchr(url, '/');
     if (slash == NULL || slash == url || !admin_clean(url, strlen(url))) {
-        snprintf(err, errlen, "url must be http://HOST[:PORT]/PATH[?QUERY]");
+        snprintf(err, errlen, "url must be http[s]://HOST[:PORT]/PATH[?QUERY]");
         return NULL;
     }
     const char *q = strchr(slash, '?');
@@ -113,7 +115,7 @@ admin_url_ban(struct admin *a, const char *url, char *err, size_t errlen)
         r.query_len = end - r.path_len - 1;
     }
     r.method_id = HTTP_M_GET;
-    return inval_url_ban(inval_config(a->inval), &r, util_wall_us(), err, errlen);
+    return inval_url_ban(inval_config(a->inval), &r, scheme, util_wall_us(), err, errlen);
 }
 
 /* POST /invalidate/KIND?...: applies one invalidation; replies with JSON. */

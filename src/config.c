@@ -48,6 +48,7 @@
 #include "config.h"
 #include "config_schema.h"
 #include "rule.h"
+#include "tls.h"
 #include "util.h"
 
 /* Longest key path in a message, e.g. "upstreams.NAME.servers[3]". */
@@ -695,11 +696,14 @@ config_set_scalar(struct config_loader *ld, const struct config_key *k, void *ba
         return;
     case CONFIG_T_LOG_LEVEL:
     case CONFIG_T_EVICTION:
+    case CONFIG_T_TLS_VERSION:
         for (unsigned i = 0; k->names[i] != NULL; i++) {
             if (strcmp(text, k->names[i]) != 0)
                 continue;
             if (k->type == CONFIG_T_LOG_LEVEL)
                 *CONFIG_AT(base, k->off, enum config_log_level) = (enum config_log_level)i;
+            else if (k->type == CONFIG_T_TLS_VERSION)
+                *CONFIG_AT(base, k->off, enum config_tls_version) = (enum config_tls_version)i;
             else
                 *CONFIG_AT(base, k->off, enum config_eviction) = (enum config_eviction)i;
             return;
@@ -1245,6 +1249,35 @@ config_walk_rules(struct config_loader *ld, const struct config_key *k, void *ba
     }
 }
 
+/* tls.certificates: a list of {cert, key} mappings walked against row->sub. */
+static void
+config_walk_certs(struct config_loader *ld, const struct config_key *k, void *base,
+                  yaml_node_t *node, const char *path)
+{
+    struct config_tls_cert **certs = CONFIG_AT(base, k->off, struct config_tls_cert *);
+    size_t *ncerts = CONFIG_AT(base, k->off_n, size_t);
+    char buf[CONFIG_QUOTE_MAX + 8], cpath[CONFIG_PATH_MAX];
+    size_t n;
+
+    UTIL_ASSERT(*certs == NULL && *ncerts == 0);
+    if (node->type != YAML_SEQUENCE_NODE) {
+        config_error(ld, config_line(node), path, "expected a list of {cert, key}, got %s",
+                     config_describe(node, buf, sizeof(buf)));
+        return;
+    }
+    n = (size_t)(node->data.sequence.items.top - node->data.sequence.items.start);
+    if (n == 0)
+        return;
+    *certs = util_xcalloc(n, sizeof(**certs));
+    *ncerts = n;
+    for (size_t i = 0; i < n; i++) {
+        yaml_node_t *item = config_node(ld, node->data.sequence.items.start[i]);
+        config_path_index(cpath, sizeof(cpath), path, i);
+        (*certs)[i].line = config_line(item);
+        config_walk_map(ld, k->sub, &(*certs)[i], item, config_line(item), cpath);
+    }
+}
+
 /*
  * A row's field before its table is walked: -1 for the types where 0 is a
  * value one may give, so that a key not given (or given wrong) stays apart
@@ -1310,6 +1343,9 @@ config_set(struct config_loader *ld, const struct config_key *k, void *base, yam
         return;
     case CONFIG_T_RULES:
         config_walk_rules(ld, k, base, node, path);
+        return;
+    case CONFIG_T_CERTS:
+        config_walk_certs(ld, k, base, node, path);
         return;
     case CONFIG_T_ADDR_LIST:
     case CONFIG_T_HOSTS:
@@ -1607,6 +1643,71 @@ config_check_budget(struct config_loader *ld, size_t ri)
     }
 }
 
+struct config_tls_report {
+    struct config_loader *ld;
+    yaml_node_t *tls; /* the tls mapping */
+};
+
+/* tls_ctx_new()'s errors, placed on the certificate's cert or key line. */
+static void
+config_on_tls_error(void *arg, size_t cert, const char *key, const char *msg)
+{
+    struct config_tls_report *rep = arg;
+    struct config_loader *ld = rep->ld;
+    yaml_node_t *certs = config_map_get(ld, rep->tls, "certificates");
+    char path[CONFIG_PATH_MAX + 16], ipath[CONFIG_PATH_MAX];
+    yaml_node_t *node;
+
+    if (cert == SIZE_MAX) {
+        node = config_map_get(ld, rep->tls, key);
+        snprintf(path, sizeof(path), "tls.%s", key);
+        config_error(ld, node != NULL ? config_line(node) : config_line(rep->tls), path, "%s", msg);
+        return;
+    }
+    node = config_list_item(ld, certs, cert, "tls.certificates", ipath, sizeof(ipath));
+    config_path_key(path, sizeof(path), ipath, key);
+    node = node != NULL && node->type == YAML_MAPPING_NODE ? config_map_get(ld, node, key) : node;
+    config_error(ld, node != NULL ? config_line(node) : ld->cfg->tls.certs[cert].line, path, "%s",
+                 msg);
+}
+
+/*
+ * tls: listeners need certificates, do not clash with the other listeners,
+ * and the certificates load (the context is built here, so a config that
+ * loads always has working certificates).
+ */
+static void
+config_check_tls(struct config_loader *ld, yaml_node_t *root)
+{
+    struct config *cfg = ld->cfg;
+    struct config_tls *t = &cfg->tls;
+    yaml_node_t *tls = config_map_get(ld, root, "tls");
+    yaml_node_t *listen = config_map_get(ld, tls, "listen");
+    struct config_tls_report rep = {.ld = ld, .tls = tls};
+
+    if (t->nlisten > 0 && t->ncerts == 0)
+        config_error(ld, config_line(listen), "tls.certificates",
+                     "required when tls.listen is given");
+    for (size_t i = 0; i < t->nlisten; i++) {
+        const struct config_addr *a = &t->listen[i];
+        const struct config_addr *clash = NULL;
+        for (size_t j = 0; j < cfg->nlisten && clash == NULL; j++)
+            if (cfg->listen[j].len == a->len && memcmp(&cfg->listen[j].ss, &a->ss, a->len) == 0)
+                clash = &cfg->listen[j];
+        if (clash == NULL && cfg->admin.len == a->len &&
+            memcmp(&cfg->admin.ss, &a->ss, a->len) == 0)
+            clash = &cfg->admin;
+        if (a->len != 0 && clash != NULL)
+            config_error(ld, config_line(listen), "tls.listen",
+                         "\"%s\" is also a plain listener (\"%s\")", a->text, clash->text);
+    }
+    for (size_t i = 0; i < t->ncerts; i++)
+        if (t->certs[i].cert == NULL || t->certs[i].key == NULL)
+            return; /* reported by the walk */
+    if (t->ncerts > 0 && t->ciphers != NULL)
+        t->ctx = tls_ctx_new(t, config_on_tls_error, &rep);
+}
+
 static void
 config_check_refs(struct config_loader *ld, yaml_node_t *root)
 {
@@ -1646,6 +1747,7 @@ config_check_refs(struct config_loader *ld, yaml_node_t *root)
     }
     config_check_backoff(ld, root);
     config_check_window(ld, root);
+    config_check_tls(ld, root);
 
     admin = config_map_get(ld, config_map_get(ld, root, "admin"), "listen");
     for (size_t i = 0; cfg->admin.len != 0 && i < cfg->nlisten; i++) {
@@ -1709,6 +1811,17 @@ config_free(struct config *cfg)
         config_addr_clear(&cfg->listen[i]);
     free(cfg->listen);
     config_addr_clear(&cfg->admin);
+    for (size_t i = 0; i < cfg->tls.nlisten; i++)
+        config_addr_clear(&cfg->tls.listen[i]);
+    free(cfg->tls.listen);
+    for (size_t i = 0; i < cfg->tls.ncerts; i++) {
+        free(cfg->tls.certs[i].cert);
+        free(cfg->tls.certs[i].key);
+    }
+    free(cfg->tls.certs);
+    free(cfg->tls.ciphers);
+    free(cfg->tls.ciphersuites);
+    tls_ctx_free(&cfg->tls.ctx);
     free(cfg->error_log);
     free(cfg->access_log);
     config_addr_clear(&cfg->redis.addr);

@@ -25,6 +25,7 @@
 #include "http_parser.h"
 
 struct rule_pattern;
+struct tls_ctx;
 
 enum config_log_level {
     CONFIG_LOG_ERROR,
@@ -203,6 +204,37 @@ struct config_invalidation {
     unsigned max_bans; /* bans remembered (ban.h); default 1000 */
 };
 
+enum config_tls_version {
+    CONFIG_TLS_1_2,
+    CONFIG_TLS_1_3,
+};
+
+/* tls.certificates[]: a certificate chain and its key, PEM files. */
+struct config_tls_cert {
+    int line;
+    char *cert;
+    char *key;
+};
+
+/*
+ * tls: TLS termination on the tls.listen listeners. The certificates are
+ * loaded into ctx (tls.h) when the config is loaded: a file that does not
+ * load is a config error, so a running config always has working ones.
+ */
+struct config_tls {
+    struct config_addr *listen;
+    size_t nlisten;
+    struct config_tls_cert *certs; /* the first is the default */
+    size_t ncerts;
+    enum config_tls_version min_version;
+    char *ciphers;      /* TLS 1.2 cipher list */
+    char *ciphersuites; /* TLS 1.3; NULL: OpenSSL's default */
+    bool session_tickets;
+    unsigned ticket_rotation_ms;
+    unsigned handshake_timeout_ms;
+    struct tls_ctx *ctx; /* NULL when no certificates are given; owned (tls_ctx_free) */
+};
+
 struct config {
     atomic_int refs;
     char *file; /* NULL in quick mode */
@@ -210,6 +242,7 @@ struct config {
     unsigned workers; /* resolved: never 0 after loading */
     struct config_addr *listen;
     size_t nlisten;
+    struct config_tls tls;
     struct config_addr admin; /* admin.len == 0 when disabled */
     /* Quick mode chose admin itself (no admin argument): failing to bind it
      * is not fatal. Never true when admin.len == 0, never in a file. */

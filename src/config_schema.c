@@ -75,6 +75,12 @@ static const char *const config_schema_evictions[] = {
     NULL,
 };
 
+static const char *const config_schema_tls_versions[] = {
+    [CONFIG_TLS_1_2] = "1.2",
+    [CONFIG_TLS_1_3] = "1.3",
+    NULL,
+};
+
 const struct config_schema_method config_schema_methods[] = {
     {"GET", HTTP_M_GET},         {"HEAD", HTTP_M_HEAD},     {"POST", HTTP_M_POST},
     {"PUT", HTTP_M_PUT},         {"DELETE", HTTP_M_DELETE}, {"PATCH", HTTP_M_PATCH},
@@ -90,6 +96,72 @@ static const struct config_key config_admin_keys[] = {
      .flags = CONFIG_F_OFF,
      .help = "Admin listener (/healthz, /stats, /metrics, /dashboard), apart "
              "from traffic: HOST:PORT, or \"off\" to disable it."},
+    {0},
+};
+
+static const struct config_key config_tls_cert_keys[] = {
+    {.name = "cert",
+     .type = CONFIG_T_STRING,
+     .off = CONFIG_FIELD(struct config_tls_cert, cert, char *),
+     .flags = CONFIG_F_REQUIRED,
+     .help = "PEM file: the certificate, then its intermediates."},
+    {.name = "key",
+     .type = CONFIG_T_STRING,
+     .off = CONFIG_FIELD(struct config_tls_cert, key, char *),
+     .flags = CONFIG_F_REQUIRED,
+     .help = "PEM file: the certificate's private key."},
+    {0},
+};
+
+static const struct config_key config_tls_keys[] = {
+    {.name = "listen",
+     .type = CONFIG_T_ADDR_LIST,
+     .off = CONFIG_C(tls.listen, struct config_addr *),
+     .off_n = CONFIG_C(tls.nlisten, size_t),
+     .flags = CONFIG_F_EMPTY,
+     .def_doc = "none",
+     .help = "TLS listeners, served by the same workers and routes as listen: one HOST:PORT "
+             "or a list of them."},
+    {.name = "certificates",
+     .type = CONFIG_T_CERTS,
+     .off = CONFIG_C(tls.certs, struct config_tls_cert *),
+     .off_n = CONFIG_C(tls.ncerts, size_t),
+     .sub = config_tls_cert_keys,
+     .def_doc = "none",
+     .help = "Certificates, each {cert: FILE, key: FILE}, chosen by the client's SNI name "
+             "against their subjectAltName DNS names (or CN), exact before \"*.\" wildcards; "
+             "the first serves clients without SNI or with an unknown name."},
+    {.name = "min_version",
+     .type = CONFIG_T_TLS_VERSION,
+     .off = CONFIG_C(tls.min_version, enum config_tls_version),
+     .def = "1.2",
+     .names = config_schema_tls_versions,
+     .help = "Oldest TLS version accepted: 1.2 or 1.3."},
+    {.name = "ciphers",
+     .type = CONFIG_T_STRING,
+     .off = CONFIG_C(tls.ciphers, char *),
+     .def = "ECDHE+AESGCM:ECDHE+CHACHA20",
+     .help = "TLS 1.2 cipher list (OpenSSL syntax); the default is forward-secret AEAD only."},
+    {.name = "ciphersuites",
+     .type = CONFIG_T_STRING,
+     .off = CONFIG_C(tls.ciphersuites, char *),
+     .def_doc = "OpenSSL's default",
+     .help = "TLS 1.3 cipher suites (OpenSSL syntax, \"TLS_AES_128_GCM_SHA256:...\")."},
+    {.name = "session_tickets",
+     .type = CONFIG_T_BOOL,
+     .off = CONFIG_C(tls.session_tickets, bool),
+     .def = "true",
+     .help = "Resume sessions with tickets; false turns resumption off."},
+    {.name = "ticket_rotation",
+     .type = CONFIG_T_DURATION,
+     .off = CONFIG_C(tls.ticket_rotation_ms, unsigned),
+     .def = "1h",
+     .min = CONFIG_SECOND_MS,
+     .max = 24 * CONFIG_HOUR_MS,
+     .help = "A new session ticket key every period; tickets under the previous key are "
+             "accepted (and renewed) one more period."},
+    CONFIG_DURATION_ROW("handshake_timeout", struct config, tls.handshake_timeout_ms, "10s",
+                        "A TLS client has this long to complete its handshake."),
     {0},
 };
 
@@ -738,6 +810,10 @@ const struct config_key config_schema_top[] = {
      .off_n = CONFIG_C(nlisten, size_t),
      .def = "127.0.0.1:8080",
      .help = "Traffic listeners: one HOST:PORT or [V6]:PORT, or a list of them."},
+    {.name = "tls",
+     .type = CONFIG_T_SECTION,
+     .sub = config_tls_keys,
+     .help = "TLS termination: listeners, certificates, versions and session resumption."},
     {.name = "admin",
      .type = CONFIG_T_SECTION,
      .sub = config_admin_keys,
@@ -820,6 +896,7 @@ config_schema_expected(const struct config_key *k, char *buf, size_t len)
         return "true or false";
     case CONFIG_T_LOG_LEVEL:
     case CONFIG_T_EVICTION:
+    case CONFIG_T_TLS_VERSION:
         return config_schema_join(k->names, ", ", " or ", buf, len);
     case CONFIG_T_STRING:
         return "a string";
@@ -861,6 +938,8 @@ config_schema_expected(const struct config_key *k, char *buf, size_t len)
         return "a tier name or a list of them";
     case CONFIG_T_RULES:
         return "a list of rules";
+    case CONFIG_T_CERTS:
+        return "a list of {cert, key}";
     case CONFIG_T_RULE_PATTERN:
         return "a path pattern";
     case CONFIG_T_PATH_TEMPLATES:
@@ -971,6 +1050,7 @@ config_schema_type_desc(const struct config_key *k, char *buf, size_t len)
         return "true | false";
     case CONFIG_T_LOG_LEVEL:
     case CONFIG_T_EVICTION:
+    case CONFIG_T_TLS_VERSION:
         return config_schema_join(k->names, " | ", " | ", buf, len);
     case CONFIG_T_STRING:
         return "string";
@@ -1022,6 +1102,8 @@ config_schema_type_desc(const struct config_key *k, char *buf, size_t len)
     }
     case CONFIG_T_RULES:
         return "list of rules";
+    case CONFIG_T_CERTS:
+        return "list of {cert, key}";
     case CONFIG_T_RULE_PATTERN:
         return "path pattern";
     case CONFIG_T_PATH_TEMPLATES:
@@ -1074,7 +1156,8 @@ config_schema_print_keys(FILE *out, const struct config_key *keys, const char *p
         } else if (k->type == CONFIG_T_UPSTREAMS) {
             snprintf(sub, sizeof(sub), "%s.NAME", kpath);
             config_schema_print_keys(out, k->sub, sub);
-        } else if (k->type == CONFIG_T_ROUTES || k->type == CONFIG_T_RULES) {
+        } else if (k->type == CONFIG_T_ROUTES || k->type == CONFIG_T_RULES ||
+                   k->type == CONFIG_T_CERTS) {
             snprintf(sub, sizeof(sub), "%s[]", kpath);
             config_schema_print_keys(out, k->sub, sub);
         }

@@ -52,6 +52,7 @@ enum config_type {
     CONFIG_T_BOOL,           /* bool: true or false */
     CONFIG_T_LOG_LEVEL,      /* enum config_log_level, value i named row->names[i] */
     CONFIG_T_EVICTION,       /* enum config_eviction, likewise */
+    CONFIG_T_TLS_VERSION,    /* enum config_tls_version, likewise */
     CONFIG_T_STRING,         /* char *, not empty */
     CONFIG_T_NAME,           /* char *, [A-Za-z0-9_.-]{1,64} */
     CONFIG_T_HOST,           /* char *, a Host header value */
@@ -77,6 +78,8 @@ enum config_type {
     CONFIG_T_RULE_PATTERN,   /* struct rule_pattern * (rule.h), compiled */
     CONFIG_T_PATH_TEMPLATES, /* char ** and a size_t count: rule templates starting with '/' */
     CONFIG_T_TAG_TEMPLATES,  /* char ** and a size_t count: rule templates of tags */
+    CONFIG_T_CERTS,          /* struct config_tls_cert * and a size_t count, each
+                                described by row->sub */
 };
 
 #define CONFIG_F_REQUIRED 0x1u  /* no default: the key must be given */

@@ -35,7 +35,10 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "analytics.h"
 #include "body.h"
@@ -46,6 +49,7 @@
 #include "log.h"
 #include "route.h"
 #include "stats.h"
+#include "tls.h"
 #include "upstream.h"
 #include "util.h"
 #include "worker.h"
@@ -185,16 +189,65 @@ conn_close_after_flush(struct conn *c)
     bufferevent_enable(c->bev, EV_WRITE);
 }
 
+const char *
+conn_scheme(const struct conn *c)
+{
+    return c->https ? "https" : "http";
+}
+
+/*
+ * A server-side TLS bufferevent on fd with the current certificates, or
+ * NULL (fd closed). The SSL object belongs to the bufferevent and holds a
+ * reference to its SSL_CTX, so a reload never pulls it away.
+ */
+static struct bufferevent *
+conn_tls_bev(struct worker *w, evutil_socket_t fd)
+{
+    struct tls_ctx *tc = w->gen->cfg->tls.ctx;
+    struct bufferevent *bev;
+    SSL *ssl;
+
+    if (tc == NULL) {
+        /* A reload dropped tls.certificates; the listener stays until restart. */
+        w->stats.tls_handshake_errors++;
+        evutil_closesocket(fd);
+        return NULL;
+    }
+    ssl = tls_ctx_ssl_new(tc);
+    if (ssl == NULL) {
+        ERR_clear_error();
+        evutil_closesocket(fd);
+        return NULL;
+    }
+    /* On failure libevent has freed ssl and closed fd (CLOSE_ON_FREE),
+     * unless it could not allocate at all: an out-of-memory leak at worst. */
+    bev = bufferevent_openssl_socket_new(w->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                         BEV_OPT_CLOSE_ON_FREE);
+    if (bev != NULL)
+        bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    return bev;
+}
+
 /* Wraps a connected socket in a connection; NULL (socket closed) on failure. */
 static struct conn *
-conn_new(struct worker *w, evutil_socket_t fd)
+conn_new(struct worker *w, evutil_socket_t fd, bool tls)
 {
     struct conn *c = calloc(1, sizeof(*c));
     if (c == NULL) {
         evutil_closesocket(fd);
         return NULL;
     }
-    c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (tls) {
+        c->bev = conn_tls_bev(w, fd);
+        if (c->bev == NULL) {
+            free(c);
+            return NULL;
+        }
+        c->https = true;
+        c->handshaking = true;
+    } else {
+        c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    }
     if (c->bev == NULL) {
         evutil_closesocket(fd);
         free(c);
@@ -211,17 +264,22 @@ conn_new(struct worker *w, evutil_socket_t fd)
     bufferevent_setwatermark(c->bev, EV_WRITE, CONN_OUT_LOW, 0);
     bufferevent_set_max_single_read(c->bev, CONN_IO_MAX);
     bufferevent_set_max_single_write(c->bev, CONN_IO_MAX);
-    conn_set_client_timeouts(c, conn_cfg(c)->client_header_timeout_ms);
+    if (c->handshaking) {
+        struct timeval tv = conn_tv(conn_cfg(c)->tls.handshake_timeout_ms);
+        bufferevent_set_timeouts(c->bev, &tv, &tv);
+    } else {
+        conn_set_client_timeouts(c, conn_cfg(c)->client_header_timeout_ms);
+    }
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
     return c;
 }
 
 void
-conn_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *sa, int salen)
+conn_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *sa, int salen, bool tls)
 {
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    struct conn *c = conn_new(w, fd);
+    struct conn *c = conn_new(w, fd, tls);
     if (c == NULL)
         return;
     w->stats.connections_accepted++;
@@ -272,7 +330,7 @@ conn_sink_on_event(struct bufferevent *bev, short what, void *arg)
 }
 
 int
-conn_start_internal(struct worker *w, const char *head, size_t len)
+conn_start_internal(struct worker *w, const char *head, size_t len, bool https)
 {
     int sv[2];
     struct conn_sink *s = NULL;
@@ -288,12 +346,13 @@ conn_start_internal(struct worker *w, const char *head, size_t len)
         close(sv[1]);
         return -1;
     }
-    struct conn *c = conn_new(w, sv[0]);
+    struct conn *c = conn_new(w, sv[0], false);
     if (c == NULL) {
         bufferevent_free(s->bev);
         free(s);
         return -1;
     }
+    c->https = https;
     c->internal = true;
     c->close_after = true;
     snprintf(c->peer_ip, sizeof(c->peer_ip), "127.0.0.1");
@@ -342,7 +401,7 @@ conn_outcome(const struct conn_exchange *x)
         return ANALYTICS_pass;
     switch (o[0]) {
     case 'h': /* "hit", "hit-redis", "hit-memcached" */
-        return o[3] == '\0' ? ANALYTICS_hit_memory
+        return o[3] == '\0'  ? ANALYTICS_hit_memory
                : o[4] == 'r' ? ANALYTICS_hit_redis
                              : ANALYTICS_hit_memcached;
     case 's':
@@ -761,6 +820,7 @@ conn_upstream_send(struct conn *c)
     }
     struct http_write_fwd fwd = {
         .client_ip = c->peer_ip,
+        .scheme = conn_scheme(c),
         .host = host,
         .host_len = host_len,
         .framing = c->req.head.framing,
@@ -1138,12 +1198,50 @@ conn_on_write(struct bufferevent *bev, void *arg)
     }
 }
 
+/*
+ * The end of a TLS handshake: done, the connection serves requests under
+ * the usual client timeouts; failed (an error, plain HTTP on the TLS
+ * port, EOF, handshake_timeout), only this connection is closed.
+ */
+static void
+conn_on_handshake(struct conn *c, short what)
+{
+    SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+
+    if (what & BEV_EVENT_CONNECTED) {
+        c->handshaking = false;
+        c->w->stats.tls_handshakes++;
+        if (ssl != NULL && SSL_session_reused(ssl))
+            c->w->stats.tls_resumed++;
+        conn_set_client_timeouts(c, conn_cfg(c)->client_header_timeout_ms);
+        return;
+    }
+    c->w->stats.tls_handshake_errors++;
+    if (what & BEV_EVENT_TIMEOUT) {
+        log_debug("conn=%" PRIu64 ": %s: TLS handshake timed out", c->id, c->peer);
+    } else {
+        unsigned long e = bufferevent_get_openssl_error(c->bev);
+        char reason[256] = "connection closed";
+        if (e != 0)
+            ERR_error_string_n(e, reason, sizeof(reason));
+        log_debug("conn=%" PRIu64 ": %s: TLS handshake failed: %s", c->id, c->peer, reason);
+    }
+    while (bufferevent_get_openssl_error(c->bev) != 0)
+        ;
+    ERR_clear_error();
+    conn_close(c);
+}
+
 static void
 conn_on_event(struct bufferevent *bev, short what, void *arg)
 {
     struct conn *c = arg;
     struct conn_exchange *x = &c->x;
 
+    if (c->handshaking) {
+        conn_on_handshake(c, what);
+        return;
+    }
     if ((what & BEV_EVENT_EOF) && (what & BEV_EVENT_READING) && !(what & BEV_EVENT_ERROR)) {
         /* The client half-closed (it sends no more): what it sent is still
          * answered, in order, then the connection closes. */

@@ -13,13 +13,20 @@
 #define TAILCACHE_CONN_H
 
 #include <event2/util.h>
+#include <stdbool.h>
 #include <sys/socket.h>
 
 struct conn;
 struct worker;
 
-/* Takes over an accepted socket; closes it on failure (counted, logged). */
-void conn_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *sa, int salen);
+/*
+ * Takes over an accepted socket; closes it on failure (counted, logged).
+ * tls: the socket came from a tls.listen listener: the connection first
+ * completes a TLS handshake with the current config's certificates within
+ * tls.handshake_timeout; a failed one closes it quietly (counted).
+ */
+void conn_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *sa, int salen,
+                 bool tls);
 
 /* Worker draining: close idle connections now, the others after their
  * current response. */

@@ -220,7 +220,8 @@ conn_cache_primary_key(struct conn *c)
     struct cache_key_opts o;
     conn_cache_key_opts(c, &o);
     for (;;) {
-        ssize_t n = c->key_cap ? cache_key_primary(c->key, c->key_cap, &c->req, "http", &o) : -1;
+        ssize_t n =
+            c->key_cap ? cache_key_primary(c->key, c->key_cap, &c->req, conn_scheme(c), &o) : -1;
         if (n >= 0) {
             c->key_len = c->primary_len = (size_t)n;
             c->key_hash = cache_hash(c->key, c->key_len);
@@ -585,7 +586,7 @@ conn_cache_bg_refresh(struct conn *c, struct obj *o)
     if (c->req.head.framing != HTTP_FRAMING_NONE || c->req.method_id != HTTP_M_GET ||
         !atomic_compare_exchange_strong(&o->refreshing, &expected, true))
         return;
-    if (conn_start_internal(c->w, c->head, c->head_len) < 0) {
+    if (conn_start_internal(c->w, c->head, c->head_len, c->https) < 0) {
         atomic_store(&o->refreshing, false);
         log_warn("conn=%" PRIu64 ": cannot start a background refresh", c->id);
         return;
@@ -879,7 +880,7 @@ conn_cache_url_ban(struct conn *c, const char *target, size_t len, int64_t now_u
     r.path_len = q != NULL ? (size_t)(q - target) : len;
     r.query = q != NULL ? q + 1 : NULL;
     r.query_len = q != NULL ? len - r.path_len - 1 : 0;
-    struct ban *b = inval_url_ban(conn_cfg(c), &r, now_us, err, sizeof(err));
+    struct ban *b = inval_url_ban(conn_cfg(c), &r, conn_scheme(c), now_us, err, sizeof(err));
     if (b == NULL)
         log_info("conn=%" PRIu64 ": invalidation of %.*s skipped: %s", c->id, (int)len, target,
                  err);

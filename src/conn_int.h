@@ -141,13 +141,19 @@ struct conn {
     bool internal;             /* a background refresh made by the proxy itself */
     bool read_eof;             /* the client half-closed: answer what it sent, then close */
     bool in_process;           /* conn_process() is on the stack */
+    bool https;                /* came over TLS (or refreshes such a request): scheme https */
+    bool handshaking;          /* TLS handshake not complete: handshake_timeout applies */
 };
 
 /* conn.c, for conn_cache.c. */
 
 /* Starts an internal request (the given head) on w, as if a client sent
- * it: a background refresh. Returns 0 or -1. */
-int conn_start_internal(struct worker *w, const char *head, size_t len);
+ * it: a background refresh; https: as if it came over TLS (the entry's
+ * scheme). Returns 0 or -1. */
+int conn_start_internal(struct worker *w, const char *head, size_t len, bool https);
+
+/* "https" or "http": the scheme of c's requests (cache keys, X-Forwarded-Proto). */
+const char *conn_scheme(const struct conn *c);
 const struct config *conn_cfg(const struct conn *c);
 void conn_upstream_send(struct conn *c);
 void conn_respond_error(struct conn *c, int status);

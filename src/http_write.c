@@ -198,8 +198,8 @@ http_write_request(struct evbuffer *out, const struct http_request *req,
         evbuffer_add(out, xff->value, xff->value_len);
         evbuffer_add(out, ", ", 2);
     }
-    evbuffer_add_printf(out, "%s\r\nX-Forwarded-Proto: http\r\nVia: " VIA_VALUE "\r\n",
-                        fwd->client_ip);
+    evbuffer_add_printf(out, "%s\r\nX-Forwarded-Proto: %s\r\nVia: " VIA_VALUE "\r\n",
+                        fwd->client_ip, fwd->scheme != NULL ? fwd->scheme : "http");
     if (fwd->extra != NULL)
         evbuffer_add(out, fwd->extra, strlen(fwd->extra));
     http_write_framing(out, fwd->framing, fwd->content_length);

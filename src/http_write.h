@@ -26,6 +26,7 @@ struct evbuffer;
 /* How a forwarded request is sent upstream. */
 struct http_write_fwd {
     const char *client_ip; /* appended to X-Forwarded-For */
+    const char *scheme;    /* X-Forwarded-Proto: "http" or "https"; NULL is "http" */
     const char *host;      /* the Host to send; NULL sends none (HTTP/1.0 client without one) */
     size_t host_len;
     enum http_framing framing; /* NONE, LENGTH or CHUNKED */

@@ -553,8 +553,8 @@ inval_submit(struct inval *iv, struct ban *b)
 }
 
 struct ban *
-inval_url_ban(const struct config *cfg, const struct http_request *req, int64_t time_us, char *err,
-              size_t errlen)
+inval_url_ban(const struct config *cfg, const struct http_request *req, const char *scheme,
+              int64_t time_us, char *err, size_t errlen)
 {
     const struct config_route *r = route_match(cfg, req->host, req->host ? req->host_len : 0,
                                                req->path, req->path_len, HTTP_M_GET);
@@ -579,7 +579,7 @@ inval_url_ban(const struct config *cfg, const struct http_request *req, int64_t 
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    ssize_t n = cache_key_primary(key, cap, &get, "http", &o);
+    ssize_t n = cache_key_primary(key, cap, &get, scheme, &o);
     struct ban *b = NULL;
     if (n < 0)
         snprintf(err, errlen, "the URL does not make a cache key");

@@ -80,15 +80,16 @@ size_t inval_apply(struct inval *iv, struct ban *b);
 void inval_submit(struct inval *iv, struct ban *b);
 
 /*
- * A URL ban (new reference) for GET http://host/path?query as the route
+ * A URL ban (new reference) for GET scheme://host/path?query ("http" or
+ * "https": their entries are apart) as the route
  * serving it keys it (query normalisation; header and cookie parts left
  * out, so it covers them all), or NULL with a message (no route, key too
  * long). req: a request whose host, path and query are used (method and
  * other fields ignored). Its argument (ban_arg) is the primary key to
  * remove directly. Any thread.
  */
-struct ban *inval_url_ban(const struct config *cfg, const struct http_request *req, int64_t time_us,
-                          char *err, size_t errlen);
+struct ban *inval_url_ban(const struct config *cfg, const struct http_request *req,
+                          const char *scheme, int64_t time_us, char *err, size_t errlen);
 
 /* Main thread: the counters of invalidations applied here (registered
  * with stats by inval_new). */

@@ -32,6 +32,7 @@
 #include "ban.h"
 #include "inval.h"
 #include "tier.h"
+#include "tls.h"
 #include "cache.h"
 #include "log.h"
 #include "stats.h"
@@ -54,6 +55,7 @@ struct main_state {
     struct inval *inval;
     struct analytics *analytics;
     struct event *ev_tick;          /* analytics: one window slot every analytics.slot */
+    struct event *ev_tickets;       /* tls.ticket_rotation */
     unsigned cfg_workers_from_file; /* what the file said last, to warn once per change */
     bool stopping;
 };
@@ -114,14 +116,16 @@ static int
 main_start_workers(struct main_state *m)
 {
     struct config *cfg = m->cfg;
+    size_t nfds = cfg->nlisten + cfg->tls.nlisten;
     m->nworkers = cfg->workers;
     m->workers = calloc(m->nworkers, sizeof(*m->workers));
-    int *fds = calloc(cfg->nlisten ? cfg->nlisten : 1, sizeof(*fds));
+    int *fds = calloc(nfds ? nfds : 1, sizeof(*fds));
     if (m->workers == NULL || fds == NULL)
         abort();
     for (unsigned i = 0; i < m->nworkers; i++) {
-        for (size_t j = 0; j < cfg->nlisten; j++) {
-            fds[j] = main_bind(&cfg->listen[j]);
+        for (size_t j = 0; j < nfds; j++) {
+            fds[j] =
+                main_bind(j < cfg->nlisten ? &cfg->listen[j] : &cfg->tls.listen[j - cfg->nlisten]);
             if (fds[j] < 0) {
                 while (j-- > 0)
                     close(fds[j]);
@@ -131,7 +135,7 @@ main_start_workers(struct main_state *m)
         }
         struct worker_shared sh = {
             .cache = m->cache, .tiers = m->tiers, .inval = m->inval, .analytics = m->analytics};
-        if (worker_init(&m->workers[i], i, cfg, &sh, fds, cfg->nlisten) < 0) {
+        if (worker_init(&m->workers[i], i, cfg, &sh, fds, nfds, cfg->tls.nlisten) < 0) {
             free(fds);
             return -1;
         }
@@ -160,14 +164,43 @@ main_same_tiers(const struct config *a, const struct config *b)
 }
 
 static bool
-main_same_listen(const struct config *a, const struct config *b)
+main_same_addrs(const struct config_addr *a, size_t na, const struct config_addr *b, size_t nb)
 {
-    if (a->nlisten != b->nlisten)
+    if (na != nb)
         return false;
-    for (size_t i = 0; i < a->nlisten; i++)
-        if (strcmp(a->listen[i].text, b->listen[i].text) != 0)
+    for (size_t i = 0; i < na; i++)
+        if (strcmp(a[i].text, b[i].text) != 0)
             return false;
     return true;
+}
+
+static bool
+main_same_listen(const struct config *a, const struct config *b)
+{
+    return main_same_addrs(a->listen, a->nlisten, b->listen, b->nlisten) &&
+           main_same_addrs(a->tls.listen, a->tls.nlisten, b->tls.listen, b->tls.nlisten);
+}
+
+/* A new session ticket key every tls.ticket_rotation (process-wide keys). */
+static void
+main_on_ticket_rotation(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    tls_tickets_rotate();
+}
+
+/* (Re)arms the ticket rotation timer for cfg's period. */
+static void
+main_arm_ticket_rotation(struct main_state *m, const struct config *cfg)
+{
+    struct timeval tv = {cfg->tls.ticket_rotation_ms / 1000,
+                         (cfg->tls.ticket_rotation_ms % 1000) * 1000};
+    if (m->ev_tickets == NULL)
+        m->ev_tickets = event_new(m->base, -1, EV_PERSIST, main_on_ticket_rotation, m);
+    if (m->ev_tickets == NULL || event_add(m->ev_tickets, &tv) < 0)
+        fatal("cannot start the TLS ticket key timer");
 }
 
 static const char *
@@ -196,7 +229,13 @@ main_reload(struct main_state *m)
         return;
     }
     if (!main_same_listen(cfg, m->cfg))
-        log_warn("reload: listen addresses changed; they take effect at the next restart");
+        log_warn("reload: listen or tls.listen addresses changed; they take effect at the next "
+                 "restart");
+    if (cfg->tls.ticket_rotation_ms != m->cfg->tls.ticket_rotation_ms)
+        main_arm_ticket_rotation(m, cfg);
+    if (m->cfg->tls.nlisten > 0 && cfg->tls.ctx == NULL)
+        log_warn("reload: no tls.certificates; the TLS listeners refuse every handshake until "
+                 "the next restart");
     if (cfg->cache_memory_size != m->cfg->cache_memory_size ||
         cfg->cache_shards != m->cfg->cache_shards || cfg->cache_eviction != m->cfg->cache_eviction)
         log_warn("reload: cache.memory size, shards or eviction changed; they take effect at the "
@@ -408,8 +447,11 @@ main(int argc, char **argv)
         if (sev[i] == NULL || event_add(sev[i], NULL) < 0)
             fatal("cannot install signal handlers");
     }
+    main_arm_ticket_rotation(&m, m.cfg);
     for (size_t i = 0; i < m.cfg->nlisten; i++)
         log_info("listening on http://%s/ with %u workers", m.cfg->listen[i].text, m.nworkers);
+    for (size_t i = 0; i < m.cfg->tls.nlisten; i++)
+        log_info("listening on https://%s/ with %u workers", m.cfg->tls.listen[i].text, m.nworkers);
     if (m.cfg->admin.len)
         log_info("admin on http://%s/ (/healthz, /stats, /metrics, /dashboard)", m.cfg->admin.text);
 
@@ -429,6 +471,7 @@ main(int argc, char **argv)
         worker_destroy(&m.workers[i]);
     stats_unregister_all();
     event_free(m.ev_tick);
+    event_free(m.ev_tickets);
     analytics_free(&m.analytics); /* frees the workers' route lists too */
     free(m.workers);
     admin_free(&m.admin);

@@ -21,6 +21,10 @@ struct evbuffer;
 #define STATS_COUNTERS(X)                                                                          \
     X(connections_accepted, COUNTER, "Client connections accepted")                                \
     X(connections_active, GAUGE, "Client connections open now")                                    \
+    X(tls_handshakes, COUNTER, "TLS handshakes completed on the tls.listen listeners")             \
+    X(tls_resumed, COUNTER, "TLS handshakes that resumed a session (a ticket)")                    \
+    X(tls_handshake_errors, COUNTER,                                                               \
+      "TLS handshakes that failed or timed out (the connection closed)")                           \
     X(requests, COUNTER, "Requests received (complete request heads)")                             \
     X(bad_requests, COUNTER, "Requests rejected by the parser or limits (4xx/5xx, not forwarded)") \
     X(no_route, COUNTER, "Requests that matched no route (404)")                                   \

@@ -121,7 +121,14 @@ static void
 worker_on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
                  void *arg)
 {
-    conn_accept(arg, fd, sa, salen);
+    conn_accept(arg, fd, sa, salen, false);
+}
+
+static void
+worker_on_accept_tls(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
+                     void *arg)
+{
+    conn_accept(arg, fd, sa, salen, true);
 }
 
 static void
@@ -189,7 +196,7 @@ worker_on_stop(evutil_socket_t fd, short what, void *arg)
 
 int
 worker_init(struct worker *w, unsigned idx, struct config *cfg, const struct worker_shared *sh,
-            int *fds, size_t nfds)
+            int *fds, size_t nfds, size_t ntls)
 {
     memset(w, 0, sizeof(*w));
     w->idx = idx;
@@ -220,8 +227,8 @@ worker_init(struct worker *w, unsigned idx, struct config *cfg, const struct wor
     w->nlisten = nfds;
     for (size_t i = 0; i < nfds; i++) {
         w->listeners[i] =
-            evconnlistener_new(w->base, worker_on_accept, w,
-                               LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fds[i]);
+            evconnlistener_new(w->base, i + ntls >= nfds ? worker_on_accept_tls : worker_on_accept,
+                               w, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fds[i]);
         if (w->listeners[i] == NULL) {
             log_err("worker %u: cannot listen on socket %d", idx, fds[i]);
             close(fds[i]);

@@ -90,11 +90,12 @@ double worker_random(struct worker *w);
 /*
  * Prepares a worker: base, events, first generation for cfg (takes a new
  * reference), its view of the shared tiers, listeners on the given
- * already-bound sockets (ownership of the fds passes to the worker).
+ * already-bound sockets (ownership of the fds passes to the worker); the
+ * last ntls of them are TLS listeners (tls.listen).
  * Returns 0 or -1 with the reason logged.
  */
 int worker_init(struct worker *w, unsigned idx, struct config *cfg, const struct worker_shared *sh,
-                int *fds, size_t nfds);
+                int *fds, size_t nfds, size_t ntls);
 
 /* Starts the worker's thread; returns 0 or -1. */
 int worker_start(struct worker *w);

@@ -929,6 +929,79 @@ START_TEST(test_err_regex)
 }
 END_TEST
 
+/* tls: the certificate paths are relative, so these run in t/data (each
+ * test runs in its own forked process). */
+START_TEST(test_tls_good)
+{
+    struct config *cfg;
+
+    ck_assert_int_eq(chdir(TC_TEST_DATA), 0);
+    cfg = load_good("good-tls.yaml");
+    ck_assert_uint_eq(cfg->tls.nlisten, 2);
+    check_addr(&cfg->tls.listen[0], "127.0.0.1:8443", AF_INET, 8443);
+    check_addr(&cfg->tls.listen[1], "[::1]:8443", AF_INET6, 8443);
+    ck_assert_uint_eq(cfg->tls.ncerts, 1);
+    ck_assert_str_eq(cfg->tls.certs[0].cert, "tls/a.pem");
+    ck_assert_str_eq(cfg->tls.certs[0].key, "tls/a.key");
+    ck_assert_int_eq(cfg->tls.min_version, CONFIG_TLS_1_3);
+    ck_assert_str_eq(cfg->tls.ciphers, "ECDHE+AESGCM:ECDHE+CHACHA20");
+    ck_assert_ptr_null(cfg->tls.ciphersuites);
+    ck_assert(!cfg->tls.session_tickets);
+    ck_assert_uint_eq(cfg->tls.ticket_rotation_ms, 30 * 60 * 1000);
+    ck_assert_uint_eq(cfg->tls.handshake_timeout_ms, 2000);
+    ck_assert_ptr_nonnull(cfg->tls.ctx);
+    config_unref(&cfg);
+}
+END_TEST
+
+START_TEST(test_tls_defaults)
+{
+    struct config *cfg = load_good(DATA("good-minimal.yaml"));
+
+    ck_assert_uint_eq(cfg->tls.nlisten, 0);
+    ck_assert_uint_eq(cfg->tls.ncerts, 0);
+    ck_assert_ptr_null(cfg->tls.ctx);
+    ck_assert_int_eq(cfg->tls.min_version, CONFIG_TLS_1_2);
+    ck_assert(cfg->tls.session_tickets);
+    ck_assert_uint_eq(cfg->tls.ticket_rotation_ms, 3600 * 1000);
+    ck_assert_uint_eq(cfg->tls.handshake_timeout_ms, 10000);
+    config_unref(&cfg);
+}
+END_TEST
+
+START_TEST(test_err_tls)
+{
+    static const char *const want[] = {
+        ":2: tls.listen: \"127.0.0.1:8080\" is also a plain listener (\"127.0.0.1:8080\")",
+        ":10: tls.certificates[3].key: required key missing",
+        ":11: tls.min_version: must be one of 1.2, 1.3, got \"1.1\"",
+        ":13: tls.ticket_rotation: must be between 1s and 24h, got 10ms",
+        NULL,
+    };
+    ck_assert_int_eq(chdir(TC_TEST_DATA), 0);
+    expect_errors("bad-tls.yaml", want);
+}
+END_TEST
+
+START_TEST(test_err_tls_files)
+{
+    static const char *const want[] = {
+        ":4: tls.certificates[0].cert: cannot open tls/missing.pem: No such file or directory",
+        ":7: tls.certificates[1].key: tls/other.key does not match the certificate in tls/a.pem",
+        ":8: tls.certificates[2].cert: tls/garbage.pem: no PEM certificate (no start line)",
+        ":10: tls.ciphers: \"NOSUCHCIPHER\" selects no cipher (no cipher match)",
+        NULL,
+    };
+    static const char *const nocert[] = {
+        ":2: tls.certificates: required when tls.listen is given",
+        NULL,
+    };
+    ck_assert_int_eq(chdir(TC_TEST_DATA), 0);
+    expect_errors("bad-tls-files.yaml", want);
+    expect_errors("bad-tls-nocert.yaml", nocert);
+}
+END_TEST
+
 START_TEST(test_err_two_paths)
 {
     static const char *const want[] = {
@@ -1740,6 +1813,10 @@ config_suite(void)
         {"err_duplicate", test_err_duplicate},
         {"err_regex", test_err_regex},
         {"err_two_paths", test_err_two_paths},
+        {"tls_good", test_tls_good},
+        {"tls_defaults", test_tls_defaults},
+        {"err_tls", test_err_tls},
+        {"err_tls_files", test_err_tls_files},
         {"err_address", test_err_address},
         {"err_unresolvable", test_err_unresolvable},
         {"err_syntax", test_err_syntax},
