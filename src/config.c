@@ -278,6 +278,22 @@ config_map_get(struct config_loader *ld, const yaml_node_t *map, const char *key
     return NULL;
 }
 
+/* The line of key in a mapping node, or 0. */
+static int
+config_map_key_line(struct config_loader *ld, const yaml_node_t *map, const char *key)
+{
+    if (map == NULL || map->type != YAML_MAPPING_NODE)
+        return 0;
+    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
+         p++) {
+        yaml_node_t *k = config_node(ld, p->key);
+        if (k != NULL && k->type == YAML_SCALAR_NODE &&
+            strcmp((const char *)k->data.scalar.value, key) == 0)
+            return config_line(k);
+    }
+    return 0;
+}
+
 /* Item i of a list row given as node (a sequence, or one scalar as item
  * 0), and its key path in buf. */
 static yaml_node_t *
@@ -1144,13 +1160,13 @@ config_valid_server_name(const char *s)
     return true;
 }
 
-/* The line of key in the tls mapping, else of the mapping itself. */
+/* The line of key in the tls mapping, else dflt (the line of "tls:"). */
 static int
 config_tls_line(struct config_loader *ld, const yaml_node_t *tls, const char *key, int dflt)
 {
     const yaml_node_t *v = config_map_get(ld, tls, key);
 
-    return v != NULL ? config_line(v) : tls != NULL ? config_line(tls) : dflt;
+    return v != NULL ? config_line(v) : dflt;
 }
 
 /*
@@ -1177,8 +1193,7 @@ config_settle_tls(struct config_loader *ld, struct config_upstream *up, const ya
         char kpath[CONFIG_PATH_MAX + 16];
         config_path_key(kpath, sizeof(kpath), path, "server_name");
         config_error(ld, config_tls_line(ld, tls, "server_name", line), kpath,
-                     "expected a DNS name (SNI carries no IP address), got \"%s\"",
-                     t->server_name);
+                     "expected a DNS name (SNI carries no IP address), got \"%s\"", t->server_name);
     }
     if (t->server_name == NULL && up->nservers > 0 &&
         config_addr_host_name(up->servers[0].text, host, sizeof(host)))
@@ -1257,7 +1272,8 @@ config_walk_upstreams(struct config_loader *ld, const struct config_key *k, yaml
         tls = config_map_get(ld, config_node(ld, p->value), "tls");
         /* The mapping's presence turns TLS on; its defaults alone would. */
         up->tls.enabled = up->tls.enabled && tls != NULL;
-        config_settle_tls(ld, up, tls, up->line, upath);
+        config_settle_tls(ld, up, tls, config_map_key_line(ld, config_node(ld, p->value), "tls"),
+                          upath);
     }
 }
 
@@ -2016,8 +2032,7 @@ config_quick_url(struct config_loader *ld, const char *url, char *addr, size_t a
     return 0;
 
 bad:
-    config_error(ld, 0, "upstream", "expected a URL like http[s]://HOST[:PORT], got \"%s\"",
-                 url);
+    config_error(ld, 0, "upstream", "expected a URL like http[s]://HOST[:PORT], got \"%s\"", url);
     return -1;
 }
 
@@ -2132,8 +2147,7 @@ config_quick(const char *upstream_url, const char *listen, const char *admin, co
         /* https: verified against the system's CAs, for the URL's host. */
         if (tls && !config_addr_host_name(addr, host, sizeof(host)))
             config_error(&ld, 0, "upstream",
-                         "https needs a host name to verify the server, got \"%s\"",
-                         upstream_url);
+                         "https needs a host name to verify the server, got \"%s\"", upstream_url);
         else if (tls && up->servers[0].len != 0)
             up->tls.enabled = true;
         config_settle_tls(&ld, up, NULL, 0, "upstream");

@@ -192,8 +192,7 @@ tls_client_free(struct tls_client **tcp)
 }
 
 SSL *
-tls_client_ssl_new(const struct tls_client *tc, SSL_SESSION *resume,
-                   struct tls_client_hooks *hooks)
+tls_client_ssl_new(const struct tls_client *tc, SSL_SESSION *resume, struct tls_client_hooks *hooks)
 {
     SSL *ssl = SSL_new(tc->ctx);
 

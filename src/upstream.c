@@ -254,8 +254,8 @@ upstream_tls_check_failure(struct upstream_conn *uc)
     while (bufferevent_get_openssl_error(uc->bev) != 0)
         ;
     p->st->upstream_tls_errors++;
-    log_warn("upstream %s: TLS with %s failed%s: %s", p->cfg->name, p->cfg->servers[uc->server].text,
-             uc->tls_done ? "" : " in the handshake", why);
+    log_warn("upstream %s: TLS with %s failed%s: %s", p->cfg->name,
+             p->cfg->servers[uc->server].text, uc->tls_done ? "" : " in the handshake", why);
 }
 
 static void
