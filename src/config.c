@@ -49,6 +49,7 @@
 #include "config_schema.h"
 #include "rule.h"
 #include "tls.h"
+#include "tls_client.h"
 #include "util.h"
 
 /* Longest key path in a message, e.g. "upstreams.NAME.servers[3]". */
@@ -276,6 +277,22 @@ config_map_get(struct config_loader *ld, const yaml_node_t *map, const char *key
             return config_node(ld, p->value);
     }
     return NULL;
+}
+
+/* The line of key in a mapping node, or 0. */
+static int
+config_map_key_line(struct config_loader *ld, const yaml_node_t *map, const char *key)
+{
+    if (map == NULL || map->type != YAML_MAPPING_NODE)
+        return 0;
+    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
+         p++) {
+        yaml_node_t *k = config_node(ld, p->key);
+        if (k != NULL && k->type == YAML_SCALAR_NODE &&
+            strcmp((const char *)k->data.scalar.value, key) == 0)
+            return config_line(k);
+    }
+    return 0;
 }
 
 /* Item i of a list row given as node (a sequence, or one scalar as item
@@ -1111,6 +1128,105 @@ config_set_list(struct config_loader *ld, const struct config_key *k, void *base
     }
 }
 
+/* ------------------------------------------------------------------------ */
+/* upstreams.NAME.tls                                                        */
+
+/*
+ * The host of a server address as written ("origin.example:443"), into
+ * buf, when it is a name; false for an IP literal (no name to verify).
+ */
+static bool
+config_addr_host_name(const char *text, char *buf, size_t len)
+{
+    const char *colon = strrchr(text, ':');
+    size_t n = colon != NULL ? (size_t)(colon - text) : strlen(text);
+    unsigned char tmp[sizeof(struct in6_addr)];
+
+    if (text[0] == '[' || n == 0 || n >= len)
+        return false;
+    memcpy(buf, text, n);
+    buf[n] = '\0';
+    return inet_pton(AF_INET, buf, tmp) != 1;
+}
+
+/* A DNS name as SNI carries it: letters, digits, '-' and '.', not an IP. */
+static bool
+config_valid_server_name(const char *s)
+{
+    unsigned char tmp[sizeof(struct in6_addr)];
+
+    if (s[0] == '.' || s[0] == '-' || inet_pton(AF_INET, s, tmp) == 1)
+        return false;
+    for (; *s != '\0'; s++) {
+        if (!isalnum((unsigned char)*s) && *s != '-' && *s != '.')
+            return false;
+    }
+    return true;
+}
+
+/* The line of key in the tls mapping, else dflt (the line of "tls:"). */
+static int
+config_tls_line(struct config_loader *ld, const yaml_node_t *tls, const char *key, int dflt)
+{
+    const yaml_node_t *v = config_map_get(ld, tls, key);
+
+    return v != NULL ? config_line(v) : dflt;
+}
+
+/*
+ * Settles a pool's TLS once its keys are read: the tls mapping's presence
+ * turns it on; server_name defaults to the first server's host when it is
+ * a name, and must then exist to verify; cert and key go together; then
+ * the client context is built, a file that does not load being an error
+ * at its key. tls is the mapping (NULL in quick mode), line where to
+ * report when there is none.
+ */
+static void
+config_settle_tls(struct config_loader *ld, struct config_upstream *up, const yaml_node_t *tls,
+                  int line, const char *upath)
+{
+    struct config_upstream_tls *t = &up->tls;
+    char path[CONFIG_PATH_MAX], host[256], err[512];
+    const char *bad_key = NULL;
+    size_t nerrs = ld->nerrs;
+
+    config_path_key(path, sizeof(path), upath, "tls");
+    if (!t->enabled)
+        return;
+    if (t->server_name != NULL && !config_valid_server_name(t->server_name)) {
+        char kpath[CONFIG_PATH_MAX + 16];
+        config_path_key(kpath, sizeof(kpath), path, "server_name");
+        config_error(ld, config_tls_line(ld, tls, "server_name", line), kpath,
+                     "expected a DNS name (SNI carries no IP address), got \"%s\"", t->server_name);
+    }
+    if (t->server_name == NULL && up->nservers > 0 &&
+        config_addr_host_name(up->servers[0].text, host, sizeof(host)))
+        t->server_name = util_xstrdup(host);
+    if (t->server_name == NULL && t->verify && up->nservers > 0) {
+        char kpath[CONFIG_PATH_MAX + 16];
+        config_path_key(kpath, sizeof(kpath), path, "server_name");
+        config_error(ld, config_tls_line(ld, tls, "server_name", line), kpath,
+                     "required to verify a server given by IP address");
+    }
+    if ((t->cert == NULL) != (t->key == NULL)) {
+        char kpath[CONFIG_PATH_MAX + 16];
+        const char *missing = t->cert == NULL ? "cert" : "key";
+        config_path_key(kpath, sizeof(kpath), path, missing);
+        config_error(ld, config_tls_line(ld, tls, t->cert == NULL ? "key" : "cert", line), kpath,
+                     "required with %s (a client certificate needs both)",
+                     t->cert == NULL ? "key" : "cert");
+    }
+    if (ld->nerrs != nerrs)
+        return;
+    t->client = tls_client_new(t, &bad_key, err, sizeof(err));
+    if (t->client == NULL) {
+        char kpath[CONFIG_PATH_MAX + 16];
+        config_path_key(kpath, sizeof(kpath), path, bad_key != NULL ? bad_key : "");
+        config_error(ld, config_tls_line(ld, tls, bad_key != NULL ? bad_key : "", line), kpath,
+                     "%s", err);
+    }
+}
+
 static void
 config_walk_upstreams(struct config_loader *ld, const struct config_key *k, yaml_node_t *node,
                       const char *path)
@@ -1135,6 +1251,7 @@ config_walk_upstreams(struct config_loader *ld, const struct config_key *k, yaml
         yaml_node_t *key = config_node(ld, p->key);
         const char *name = config_scalar(ld, key, path, "an upstream name");
         struct config_upstream *up;
+        yaml_node_t *tls;
         bool dup = false;
 
         if (name == NULL)
@@ -1156,6 +1273,11 @@ config_walk_upstreams(struct config_loader *ld, const struct config_key *k, yaml
         up->name = util_xstrdup(name);
         up->line = config_line(key);
         config_walk_map(ld, k->sub, up, config_node(ld, p->value), config_line(key), upath);
+        tls = config_map_get(ld, config_node(ld, p->value), "tls");
+        /* The mapping's presence turns TLS on; its defaults alone would. */
+        up->tls.enabled = up->tls.enabled && tls != NULL;
+        config_settle_tls(ld, up, tls, config_map_key_line(ld, config_node(ld, p->value), "tls"),
+                          upath);
     }
 }
 
@@ -1843,6 +1965,12 @@ config_free(struct config *cfg)
         for (size_t j = 0; j < up->nservers; j++)
             config_addr_clear(&up->servers[j]);
         free(up->servers);
+        free(up->tls.server_name);
+        free(up->tls.ca_file);
+        free(up->tls.cert);
+        free(up->tls.key);
+        free(up->tls.min_version);
+        tls_client_free(&up->tls.client);
     }
     free(cfg->upstreams);
     for (size_t i = 0; i < cfg->nroutes; i++) {
@@ -1972,31 +2100,26 @@ fail:
 }
 
 /*
- * Splits "http://HOST[:PORT][/]" into the HOST:PORT to connect to and the
- * authority as written (for the Host header). Returns -1 after reporting.
+ * Splits "http[s]://HOST[:PORT][/]" into the HOST:PORT to connect to (port
+ * 80, or 443 for https, when not given), the authority as written (for
+ * the Host header) and whether it is https. Returns -1 after reporting.
  */
 static int
 config_quick_url(struct config_loader *ld, const char *url, char *addr, size_t addrlen,
-                 char *authority, size_t authlen)
+                 char *authority, size_t authlen, bool *tls)
 {
     const char *a, *end;
     size_t len;
     bool has_port;
 
     if (url == NULL || url[0] == '\0') {
-        config_error(ld, 0, "upstream", "expected a URL like http://HOST[:PORT], got nothing");
+        config_error(ld, 0, "upstream", "expected a URL like http[s]://HOST[:PORT], got nothing");
         return -1;
     }
-    if (strncasecmp(url, "https://", 8) == 0) {
-        config_error(ld, 0, "upstream",
-                     "https is not supported for the upstream, use http://HOST[:PORT], got "
-                     "\"%s\"",
-                     url);
-        return -1;
-    }
-    if (strncasecmp(url, "http://", 7) != 0)
+    *tls = strncasecmp(url, "https://", 8) == 0;
+    if (!*tls && strncasecmp(url, "http://", 7) != 0)
         goto bad;
-    a = url + 7;
+    a = url + (*tls ? 8 : 7);
     end = a + strcspn(a, "/");
     if (end[0] == '/' && end[1] != '\0')
         goto bad;
@@ -2014,12 +2137,15 @@ config_quick_url(struct config_loader *ld, const char *url, char *addr, size_t a
     } else {
         has_port = strchr(authority, ':') != NULL;
     }
-    if (snprintf(addr, addrlen, "%s%s", authority, has_port ? "" : ":80") >= (int)addrlen)
+    if (snprintf(addr, addrlen, "%s%s", authority,
+                 has_port ? ""
+                 : *tls   ? ":443"
+                          : ":80") >= (int)addrlen)
         goto bad;
     return 0;
 
 bad:
-    config_error(ld, 0, "upstream", "expected a URL like http://HOST[:PORT], got \"%s\"", url);
+    config_error(ld, 0, "upstream", "expected a URL like http[s]://HOST[:PORT], got \"%s\"", url);
     return -1;
 }
 
@@ -2080,8 +2206,9 @@ config_quick(const char *upstream_url, const char *listen, const char *admin, co
              const char *memcached, char **err)
 {
     struct config_loader ld = {.file = NULL};
-    char addr[300], authority[280];
+    char addr[300], authority[280], host[256];
     struct config *cfg;
+    bool tls = false;
     struct config_upstream *up;
     struct config_route *r;
 
@@ -2102,6 +2229,7 @@ config_quick(const char *upstream_url, const char *listen, const char *admin, co
     config_walk_map(&ld, config_schema_upstream, up, NULL, 0, "upstream");
     config_walk_map(&ld, config_schema_route, r, NULL, 0, "route");
     config_errors_take(&ld, NULL);
+    up->tls.enabled = false; /* https turns it on */
 
     up->name = util_xstrdup("upstream");
     r->upstream = up;
@@ -2124,11 +2252,18 @@ config_quick(const char *upstream_url, const char *listen, const char *admin, co
     } else {
         config_addr_parse(&ld, &cfg->admin, admin, 0, "admin");
     }
-    if (config_quick_url(&ld, upstream_url, addr, sizeof(addr), authority, sizeof(authority)) ==
-        0) {
+    if (config_quick_url(&ld, upstream_url, addr, sizeof(addr), authority, sizeof(authority),
+                         &tls) == 0) {
         up->servers = util_xcalloc(1, sizeof(*up->servers));
         up->nservers = 1;
         config_addr_parse(&ld, &up->servers[0], addr, 0, "upstream");
+        /* https: verified against the system's CAs, for the URL's host. */
+        if (tls && !config_addr_host_name(addr, host, sizeof(host)))
+            config_error(&ld, 0, "upstream",
+                         "https needs a host name to verify the server, got \"%s\"", upstream_url);
+        else if (tls && up->servers[0].len != 0)
+            up->tls.enabled = true;
+        config_settle_tls(&ld, up, NULL, 0, "upstream");
         /* Named after its origin, so that statistics and logs say which
          * one; not checked like a file's names: it holds ':' (and '[' ']'
          * for IPv6), which labels, JSON and the log take as they are. */

@@ -41,6 +41,26 @@ struct config_addr {
     socklen_t len;
 };
 
+struct tls_client;
+
+/*
+ * upstreams.NAME.tls: TLS to the pool's servers. enabled is true when the
+ * tls mapping is given and does not say "enabled: false". server_name is
+ * NULL only when verify is off and no name could be defaulted (an IP
+ * server): then no SNI is sent and no name checked. client is built at
+ * load (tls_client.h) when enabled, and freed with the config.
+ */
+struct config_upstream_tls {
+    bool enabled;
+    char *server_name; /* SNI and the name the certificate must match */
+    bool verify;       /* check the chain (and server_name) */
+    char *ca_file;     /* PEM bundle; NULL: the system store */
+    char *cert;        /* client certificate (mTLS); with key, or neither */
+    char *key;
+    char *min_version; /* "1.2" or "1.3" */
+    struct tls_client *client;
+};
+
 struct config_upstream {
     char *name;
     int line; /* where it is defined, for messages */
@@ -53,6 +73,7 @@ struct config_upstream {
     unsigned idle_timeout_ms;       /* between two reads or writes once started */
     unsigned max_fails;             /* consecutive failures before the cooldown */
     unsigned fail_timeout_ms;       /* cooldown a failing server sits out */
+    struct config_upstream_tls tls;
 };
 
 enum config_path_kind {

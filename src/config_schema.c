@@ -499,6 +499,54 @@ static const struct config_key config_analytics_keys[] = {
     {0},
 };
 
+#define CONFIG_TLS(field, type) CONFIG_FIELD(struct config_upstream, tls.field, type)
+
+/* upstreams.NAME.tls: the mapping's presence turns TLS on; the rules that
+ * span keys (cert with key, server_name for IP servers) are in config.c. */
+static const struct config_key config_upstream_tls_keys[] = {
+    {.name = "enabled",
+     .type = CONFIG_T_BOOL,
+     .off = CONFIG_TLS(enabled, bool),
+     .def = "true",
+     .help = "TLS to this pool's servers; giving the tls mapping turns it on, false turns it "
+             "off and keeps the other keys."},
+    {.name = "server_name",
+     .type = CONFIG_T_WORD,
+     .off = CONFIG_TLS(server_name, char *),
+     .min = 1,
+     .max = 253,
+     .def_doc = "the host of the first server, when it is a name",
+     .help = "Sent as SNI and checked against the server's certificate. Required to verify "
+             "servers given by IP address."},
+    {.name = "verify",
+     .type = CONFIG_T_BOOL,
+     .off = CONFIG_TLS(verify, bool),
+     .def = "true",
+     .help = "Check the server's certificate chain and name; false accepts any certificate."},
+    {.name = "ca_file",
+     .type = CONFIG_T_STRING,
+     .off = CONFIG_TLS(ca_file, char *),
+     .def_doc = "the system's trusted certificates",
+     .help = "PEM file of the certificate authorities trusted for this pool, read at load."},
+    {.name = "cert",
+     .type = CONFIG_T_STRING,
+     .off = CONFIG_TLS(cert, char *),
+     .help = "PEM client certificate (chain) presented to servers that ask for one (mTLS); "
+             "needs key."},
+    {.name = "key",
+     .type = CONFIG_T_STRING,
+     .off = CONFIG_TLS(key, char *),
+     .help = "PEM private key of cert, unencrypted."},
+    {.name = "min_version",
+     .type = CONFIG_T_WORD,
+     .off = CONFIG_TLS(min_version, char *),
+     .def = "1.2",
+     .min = 1,
+     .max = 8,
+     .help = "Oldest TLS version accepted: \"1.2\" or \"1.3\"."},
+    {0},
+};
+
 const struct config_key config_schema_upstream[] = {
     {.name = "servers",
      .type = CONFIG_T_ADDR_LIST,
@@ -531,6 +579,10 @@ const struct config_key config_schema_upstream[] = {
      .help = "Consecutive failures after which a server sits out fail_timeout."},
     CONFIG_DURATION_ROW("fail_timeout", struct config_upstream, fail_timeout_ms, "10s",
                         "How long a failing server is skipped before it is tried again."),
+    {.name = "tls",
+     .type = CONFIG_T_SECTION,
+     .sub = config_upstream_tls_keys,
+     .help = "TLS to the servers (HTTPS upstreams); absent: plain HTTP."},
     {0},
 };
 

@@ -43,6 +43,9 @@ struct evbuffer;
     X(upstream_bad_responses, COUNTER, "Malformed upstream responses (502)")                       \
     X(upstream_unavailable, COUNTER, "Requests refused because every server was cooling down")     \
     X(upstream_aborted, COUNTER, "Responses cut because the upstream failed mid-body")             \
+    X(upstream_tls_errors, COUNTER,                                                                \
+      "Upstream TLS failures: certificate verification, handshake or alert")                       \
+    X(upstream_tls_resumed, COUNTER, "Upstream TLS handshakes that resumed a saved session")       \
     X(client_aborted, COUNTER, "Requests abandoned because the client went away")                  \
     X(bytes_from_clients, COUNTER, "Request body bytes received from clients")                     \
     X(bytes_to_clients, COUNTER, "Response body bytes sent to clients")                            \

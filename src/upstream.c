@@ -18,7 +18,9 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
+#include <openssl/ssl.h>
 
 #include "config.h"
 #include "log.h"
@@ -32,6 +34,7 @@ struct upstream_server {
     uint64_t down_until; /* ms; cooling down while now < down_until */
     unsigned nidle;
     struct upstream_conn_list idle;
+    SSL_SESSION *session; /* TLS: the latest session offered, to resume */
 };
 
 struct upstream_pool {
@@ -64,6 +67,9 @@ upstream_pool_new(struct event_base *base, const struct config_upstream *cfg, st
 static void
 upstream_conn_free(struct upstream_conn *uc)
 {
+    /* The SSL may outlive uc inside libevent's deferred free. */
+    if (uc->tls)
+        tls_client_ssl_detach(bufferevent_openssl_get_ssl(uc->bev));
     bufferevent_free(uc->bev);
     free(uc);
 }
@@ -97,6 +103,8 @@ upstream_pool_free(struct upstream_pool **pp)
         return;
     UTIL_ASSERT(p->busy == 0);
     upstream_close_idle(p);
+    for (size_t i = 0; i < p->cfg->nservers; i++)
+        tls_client_session_free(&p->servers[i].session);
     free(p->servers);
     free(p);
     *pp = NULL;
@@ -134,6 +142,59 @@ upstream_take_idle(struct upstream_pool *p, unsigned server)
     return uc;
 }
 
+static void
+upstream_on_tls_session(void *arg, SSL_SESSION *sess)
+{
+    struct upstream_conn *uc = arg;
+    struct upstream_server *s = &uc->pool->servers[uc->server];
+
+    tls_client_session_free(&s->session);
+    s->session = sess;
+}
+
+static void
+upstream_on_tls_handshake(void *arg, bool resumed)
+{
+    struct upstream_conn *uc = arg;
+
+    if (uc->tls_done)
+        return;
+    uc->tls_done = true;
+    if (resumed)
+        uc->pool->st->upstream_tls_resumed++;
+}
+
+/* The bufferevent for a new socket: plain, or TLS in the connecting state. */
+static struct bufferevent *
+upstream_bev_new(struct upstream_pool *p, struct upstream_conn *uc, int fd)
+{
+    const struct tls_client *tc = p->cfg->tls.client;
+    struct bufferevent *bev;
+    SSL *ssl;
+
+    if (!p->cfg->tls.enabled)
+        return bufferevent_socket_new(p->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    uc->tls = true;
+    uc->tls_hooks = (struct tls_client_hooks){
+        .on_session = upstream_on_tls_session,
+        .on_handshake = upstream_on_tls_handshake,
+        .arg = uc,
+    };
+    ssl = tls_client_ssl_new(tc, p->servers[uc->server].session, &uc->tls_hooks);
+    if (ssl == NULL)
+        return NULL;
+    bev = bufferevent_openssl_socket_new(p->base, fd, ssl, BUFFEREVENT_SSL_CONNECTING,
+                                         BEV_OPT_CLOSE_ON_FREE);
+    if (bev == NULL) {
+        SSL_free(ssl); /* still ours when libevent fails */
+        return NULL;
+    }
+    /* Servers often close without close_notify; the HTTP framing tells
+     * a complete response from a cut one. */
+    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    return bev;
+}
+
 struct upstream_conn *
 upstream_connect(struct upstream_pool *p, unsigned server)
 {
@@ -148,12 +209,12 @@ upstream_connect(struct upstream_pool *p, unsigned server)
     struct upstream_conn *uc = calloc(1, sizeof(*uc));
     if (uc == NULL)
         goto fail;
-    uc->bev = bufferevent_socket_new(p->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    uc->pool = p;
+    uc->server = server;
+    uc->bev = upstream_bev_new(p, uc, fd);
     if (uc->bev == NULL)
         goto fail;
     fd = -1; /* owned by the bufferevent now */
-    uc->pool = p;
-    uc->server = server;
     if (bufferevent_socket_connect(uc->bev, (const struct sockaddr *)&a->ss, (int)a->len) < 0) {
         /* An immediate failure (e.g. no route) is reported like a refused connect. */
         log_debug("upstream %s: connect failed at once", a->text);
@@ -164,11 +225,37 @@ upstream_connect(struct upstream_pool *p, unsigned server)
     return uc;
 fail:
     if (uc != NULL && uc->bev != NULL)
-        bufferevent_free(uc->bev);
-    free(uc);
+        upstream_conn_free(uc);
+    else
+        free(uc);
     if (fd >= 0)
         close(fd);
     return NULL;
+}
+
+/*
+ * A TLS connection given up on: says why when TLS is the reason (the
+ * handshake failed, or the server sent an alert later, as TLS 1.3 servers
+ * do when they refuse a client certificate). Plain TCP failures are
+ * conn.c's to report.
+ */
+static void
+upstream_tls_check_failure(struct upstream_conn *uc)
+{
+    struct upstream_pool *p = uc->pool;
+    SSL *ssl = bufferevent_openssl_get_ssl(uc->bev);
+    unsigned long e = bufferevent_get_openssl_error(uc->bev);
+    bool verify_failed = false;
+    char why[256];
+
+    tls_client_error(ssl, e, &verify_failed, why, sizeof(why));
+    if (!verify_failed && e == 0)
+        return;
+    while (bufferevent_get_openssl_error(uc->bev) != 0)
+        ;
+    p->st->upstream_tls_errors++;
+    log_warn("upstream %s: TLS with %s failed%s: %s", p->cfg->name,
+             p->cfg->servers[uc->server].text, uc->tls_done ? "" : " in the handshake", why);
 }
 
 static void
@@ -199,6 +286,8 @@ upstream_release(struct upstream_conn **ucp, bool reusable)
     UTIL_ASSERT(p->busy > 0);
     p->busy--;
     struct upstream_server *s = &p->servers[uc->server];
+    if (uc->tls && !reusable)
+        upstream_tls_check_failure(uc);
     if (!reusable || p->retired || s->nidle >= p->cfg->keepalive ||
         evbuffer_get_length(bufferevent_get_input(uc->bev)) > 0 ||
         evbuffer_get_length(bufferevent_get_output(uc->bev)) > 0) {

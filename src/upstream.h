@@ -9,6 +9,12 @@
  * connection handed out by upstream_take_idle() or upstream_connect() is
  * owned by the caller until upstream_release(). A retired pool (config
  * reloaded) closes idle connections and every connection released to it.
+ *
+ * A pool with TLS (upstreams.NAME.tls) wraps each new connection in an
+ * OpenSSL bufferevent: BEV_EVENT_CONNECTED comes after the handshake, and
+ * a failed handshake (an untrusted or wrong-name certificate) is a
+ * connect error, logged with its reason when the connection is released.
+ * The pool keeps the last TLS session of each server for resumption.
  */
 #ifndef TAILCACHE_UPSTREAM_H
 #define TAILCACHE_UPSTREAM_H
@@ -16,6 +22,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/queue.h>
+
+#include "tls_client.h"
 
 struct bufferevent;
 struct event_base;
@@ -28,7 +36,10 @@ struct upstream_conn {
     struct upstream_pool *pool;
     unsigned server;
     bool reused;    /* handed out from the idle list */
-    bool connected; /* the TCP connection is established */
+    bool connected; /* the TCP connection is established (TLS: handshake done) */
+    bool tls;       /* bev is an OpenSSL bufferevent */
+    bool tls_done;  /* its handshake finished */
+    struct tls_client_hooks tls_hooks;
     TAILQ_ENTRY(upstream_conn) link;
 };
 

@@ -8,7 +8,9 @@ What is here:
   - Origin: an in-process threaded HTTP/1.1 origin on raw sockets that
     counts connections and requests, records every request, and can
     misbehave on purpose (hang, close after responding, drop a reused
-    connection, stream 1 GiB either way without holding it);
+    connection, stream 1 GiB either way without holding it); TlsOrigin,
+    the same behind TLS (Python's ssl), recording SNI, resumed sessions
+    and client certificates;
   - RawClient: sends arbitrary bytes and reads back HTTP responses with
     correct framing (Content-Length, chunked with trailers, until close,
     no body for HEAD/1xx/204/304), with timeouts;
@@ -54,6 +56,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -1629,6 +1632,70 @@ _REASONS = {200: "OK", 203: "Non-Authoritative Information", 204: "No Content",
             206: "Partial Content", 301: "Moved Permanently", 304: "Not Modified",
             404: "Not Found", 500: "Internal Server Error", 502: "Bad Gateway",
             503: "Service Unavailable"}
+
+
+class TlsOrigin(Origin):
+    """An Origin behind TLS: each accepted socket is wrapped (handshake
+    bounded by handshake_timeout) before the usual HTTP serving.
+
+    certfile/keyfile: the server's certificate (chain) and key;
+    client_ca: when given, a client certificate signed by it is required.
+    Records, under the lock: server_names (SNI per handshake, None when
+    none was sent), resumed (per handshake: session reused), peer_subjects
+    (client certificate subject dicts, or None), handshake_errors (text of
+    failed handshakes; their connections are still counted)."""
+
+    def __init__(self, name="tls-origin", certfile=None, keyfile=None, client_ca=None,
+                 handshake_timeout=5.0, **kw):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(certfile, keyfile)
+        if client_ca is not None:
+            ctx.load_verify_locations(client_ca)
+            ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.sni_callback = self._on_sni
+        self.ctx = ctx
+        self.handshake_timeout = handshake_timeout
+        self.server_names = []
+        self.resumed = []
+        self.peer_subjects = []
+        self.handshake_errors = []
+        self._sni = threading.local()
+        super().__init__(name, **kw)
+
+    def _on_sni(self, sslobj, server_name, ctx):
+        self._sni.name = server_name
+
+    def handshakes(self):
+        with self.lock:
+            return len(self.resumed)
+
+    def _serve(self, s, cid):
+        self._sni.name = None
+        s.settimeout(self.handshake_timeout)
+        try:
+            ss = self.ctx.wrap_socket(s, server_side=True)
+        except (ssl.SSLError, OSError) as e:
+            with self.lock:
+                self.handshake_errors.append(str(e))
+                self._conns.discard(s)
+                self.open_connections -= 1
+            try:
+                s.close()
+            except OSError:
+                pass
+            return
+        ss.settimeout(None)
+        cert = ss.getpeercert()
+        subject = None
+        if cert:
+            subject = {k: v for rdn in cert.get("subject", ()) for (k, v) in rdn}
+        with self.lock:
+            self.server_names.append(self._sni.name)
+            self.resumed.append(ss.session_reused)
+            self.peer_subjects.append(subject)
+            self._conns.discard(s)
+            self._conns.add(ss)
+        super()._serve(ss, cid)
 
 
 class Reply:

@@ -1502,16 +1502,13 @@ START_TEST(test_quick_bad)
     };
     char want[512];
 
-    expect_quick_error("https://example.com", NULL, NULL,
-                       "upstream: https is not supported for the upstream, use "
-                       "http://HOST[:PORT], got \"https://example.com\"\n");
     for (size_t i = 0; i < sizeof(bad_urls) / sizeof(bad_urls[0]); i++) {
         snprintf(want, sizeof(want),
-                 "upstream: expected a URL like http://HOST[:PORT], got \"%s\"\n", bad_urls[i]);
+                 "upstream: expected a URL like http[s]://HOST[:PORT], got \"%s\"\n", bad_urls[i]);
         expect_quick_error(bad_urls[i], NULL, NULL, want);
     }
     expect_quick_error(NULL, NULL, NULL,
-                       "upstream: expected a URL like http://HOST[:PORT], got nothing\n");
+                       "upstream: expected a URL like http[s]://HOST[:PORT], got nothing\n");
     expect_quick_error("http://x:0", NULL, NULL,
                        "upstream: invalid address \"x:0\" (port must be a number from 1 to "
                        "65535)\n");
@@ -1523,7 +1520,7 @@ START_TEST(test_quick_bad)
                        "listen: invalid address \"nowhere\" (expected HOST:PORT)\n"
                        "admin: invalid address \"127.0.0.1:0\" (port must be a number from 1 "
                        "to 65535)\n"
-                       "upstream: expected a URL like http://HOST[:PORT], got \"gopher://x\"\n");
+                       "upstream: expected a URL like http[s]://HOST[:PORT], got \"gopher://x\"\n");
     expect_quick_error("http://127.0.0.1:8081", NULL, "127.0.0.1:8080",
                        "admin: same address as the traffic listener \"127.0.0.1:8080\"\n");
 }
@@ -1785,6 +1782,90 @@ START_TEST(test_reference)
 }
 END_TEST
 
+/* TLS files are named relative to the source tree in these files. */
+static void
+chdir_srcdir(void)
+{
+    ck_assert_int_eq(chdir(TC_TEST_DATA "/../.."), 0);
+}
+
+START_TEST(test_tls_good)
+{
+    struct config *cfg;
+
+    chdir_srcdir();
+    cfg = load_good(DATA("good-tls-upstream.yaml"));
+    ck_assert_uint_eq(cfg->nupstreams, 5);
+    /* named: the mapping alone turns TLS on, the name from the server. */
+    ck_assert(cfg->upstreams[0].tls.enabled);
+    ck_assert(cfg->upstreams[0].tls.verify);
+    ck_assert_str_eq(cfg->upstreams[0].tls.server_name, "localhost");
+    ck_assert_str_eq(cfg->upstreams[0].tls.min_version, "1.2");
+    ck_assert_ptr_null(cfg->upstreams[0].tls.ca_file);
+    ck_assert_ptr_nonnull(cfg->upstreams[0].tls.client);
+    ck_assert(cfg->upstreams[1].tls.enabled);
+    ck_assert_str_eq(cfg->upstreams[1].tls.server_name, "origin.example");
+    ck_assert_str_eq(cfg->upstreams[1].tls.min_version, "1.3");
+    ck_assert_ptr_nonnull(cfg->upstreams[1].tls.client);
+    /* verify: false needs no name for an IP server: no SNI then. */
+    ck_assert(cfg->upstreams[2].tls.enabled);
+    ck_assert(!cfg->upstreams[2].tls.verify);
+    ck_assert_ptr_null(cfg->upstreams[2].tls.server_name);
+    ck_assert_ptr_nonnull(cfg->upstreams[2].tls.client);
+    ck_assert(!cfg->upstreams[3].tls.enabled);
+    ck_assert_ptr_null(cfg->upstreams[3].tls.client);
+    ck_assert(!cfg->upstreams[4].tls.enabled);
+    ck_assert_ptr_null(cfg->upstreams[4].tls.client);
+    config_unref(&cfg);
+}
+END_TEST
+
+START_TEST(test_err_tls)
+{
+    static const char *const want[] = {
+        ":4: upstreams.byip.tls.server_name: required to verify a server given by IP address",
+        ":9: upstreams.nofile.tls.ca_file: cannot read \"/nonexistent/ca.pem\": No such file "
+        "or directory",
+        ":13: upstreams.notpem.tls.ca_file: cannot load \"t/data/bad-tls-upstream.yaml\": no "
+        "certificate or crl found",
+        ":18: upstreams.mismatch.tls.key: \"t/data/tls/other.key\" does not match the "
+        "certificate in \"t/data/tls/client.pem\"",
+        ":22: upstreams.halfpair.tls.key: required with cert (a client certificate needs both)",
+        ":26: upstreams.badversion.tls.min_version: must be \"1.2\" or \"1.3\", got \"1.1\"",
+        ":30: upstreams.ipname.tls.server_name: expected a DNS name (SNI carries no IP "
+        "address), got \"10.0.0.1\"",
+        NULL,
+    };
+    chdir_srcdir();
+    expect_errors(DATA("bad-tls-upstream.yaml"), want);
+}
+END_TEST
+
+START_TEST(test_quick_https)
+{
+    char *err = (char *)"unset";
+    struct config *cfg = config_quick("https://localhost", NULL, NULL, NULL, NULL, &err);
+
+    ck_assert_msg(cfg != NULL, "%s", err);
+    ck_assert(cfg->upstreams[0].tls.enabled);
+    ck_assert(cfg->upstreams[0].tls.verify);
+    ck_assert_str_eq(cfg->upstreams[0].tls.server_name, "localhost");
+    ck_assert_ptr_null(cfg->upstreams[0].tls.ca_file);
+    ck_assert_ptr_nonnull(cfg->upstreams[0].tls.client);
+    ck_assert_str_eq(cfg->upstreams[0].servers[0].text, "localhost:443");
+    ck_assert_str_eq(cfg->routes[0].host_rewrite, "localhost");
+    config_unref(&cfg);
+    cfg = config_quick("http://localhost", NULL, NULL, NULL, NULL, &err);
+    ck_assert_ptr_nonnull(cfg);
+    ck_assert(!cfg->upstreams[0].tls.enabled);
+    ck_assert_ptr_null(cfg->upstreams[0].tls.client);
+    config_unref(&cfg);
+    expect_quick_error("https://127.0.0.1:8443", NULL, NULL,
+                       "upstream: https needs a host name to verify the server, got "
+                       "\"https://127.0.0.1:8443\"\n");
+}
+END_TEST
+
 static Suite *
 config_suite(void)
 {
@@ -1834,6 +1915,9 @@ config_suite(void)
         {"quick_good", test_quick_good},
         {"quick_admin", test_quick_admin},
         {"quick_bad", test_quick_bad},
+        {"quick_https", test_quick_https},
+        {"tls_good", test_tls_good},
+        {"err_tls", test_err_tls},
         {"quick_tiers", test_quick_tiers},
         {"quick_tiers_bad", test_quick_tiers_bad},
         {"refcount", test_refcount},
