@@ -1789,7 +1789,7 @@ chdir_srcdir(void)
     ck_assert_int_eq(chdir(TC_TEST_DATA "/../.."), 0);
 }
 
-START_TEST(test_tls_good)
+START_TEST(test_upstream_tls_good)
 {
     struct config *cfg;
 
@@ -1820,7 +1820,7 @@ START_TEST(test_tls_good)
 }
 END_TEST
 
-START_TEST(test_err_tls)
+START_TEST(test_upstream_err_tls)
 {
     static const char *const want[] = {
         ":4: upstreams.byip.tls.server_name: required to verify a server given by IP address",
@@ -1916,8 +1916,8 @@ config_suite(void)
         {"quick_admin", test_quick_admin},
         {"quick_bad", test_quick_bad},
         {"quick_https", test_quick_https},
-        {"tls_good", test_tls_good},
-        {"err_tls", test_err_tls},
+        {"upstream_tls_good", test_upstream_tls_good},
+        {"upstream_err_tls", test_upstream_err_tls},
         {"quick_tiers", test_quick_tiers},
         {"quick_tiers_bad", test_quick_tiers_bad},
         {"refcount", test_refcount},
