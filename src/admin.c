@@ -12,7 +12,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/ssl.h>
+
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
@@ -25,10 +29,12 @@
 #include "inval.h"
 #include "log.h"
 #include "stats.h"
+#include "tls.h"
 #include "util.h"
 
 struct admin {
     struct evhttp *http;
+    struct config *cfg; /* one reference: its tls.ctx serves admin.tls */
     struct inval *inval;
     struct analytics *analytics;
 };
@@ -260,16 +266,42 @@ admin_on_request(struct evhttp_request *req, void *arg)
     evbuffer_free(body);
 }
 
+/* admin.tls: each accepted connection is a TLS bufferevent, handshaking
+ * with the current config's certificates. */
+static struct bufferevent *
+admin_on_new_bev(struct event_base *base, void *arg)
+{
+    struct admin *a = arg;
+    SSL *ssl = a->cfg->tls.ctx != NULL ? tls_ctx_ssl_new(a->cfg->tls.ctx) : NULL;
+    if (ssl == NULL)
+        return NULL; /* evhttp drops the connection */
+    struct bufferevent *bev = bufferevent_openssl_socket_new(
+        base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+    if (bev == NULL)
+        SSL_free(ssl);
+    else
+        bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    return bev;
+}
+
+void
+admin_set_config(struct admin *a, struct config *cfg)
+{
+    config_unref(&a->cfg);
+    a->cfg = config_ref(cfg);
+}
+
 struct admin *
-admin_start(struct event_base *base, const struct config_addr *addr, struct inval *iv,
-            struct analytics *an)
+admin_start(struct event_base *base, struct config *cfg, struct inval *iv, struct analytics *an)
 {
     struct admin *a = calloc(1, sizeof(*a));
+    const struct config_addr *addr = &cfg->admin;
     int fd = -1, one = 1;
     if (a == NULL)
         abort();
     a->inval = iv;
     a->analytics = an;
+    a->cfg = config_ref(cfg);
     a->http = evhttp_new(base);
     if (a->http == NULL)
         goto fail;
@@ -289,6 +321,8 @@ admin_start(struct event_base *base, const struct config_addr *addr, struct inva
                                             EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
                                             EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
     evhttp_set_timeout(a->http, 10);
+    if (cfg->admin_tls)
+        evhttp_set_bevcb(a->http, admin_on_new_bev, a);
     return a;
 fail:
     log_errno("admin: cannot listen on %s", addr->text);
@@ -296,6 +330,7 @@ fail:
         close(fd);
     if (a->http != NULL)
         evhttp_free(a->http);
+    config_unref(&a->cfg);
     free(a);
     return NULL;
 }
@@ -307,6 +342,7 @@ admin_free(struct admin **ap)
     if (a == NULL)
         return;
     evhttp_free(a->http);
+    config_unref(&a->cfg);
     free(a);
     *ap = NULL;
 }

@@ -13,14 +13,19 @@
 struct admin;
 struct config_addr;
 struct analytics;
+struct config;
 struct event_base;
 struct inval;
 
-/* Listens on addr; returns a new admin or NULL with the reason logged.
- * iv (borrowed) applies invalidations; an (borrowed) has the per-route
- * analytics added to /stats and /metrics. */
-struct admin *admin_start(struct event_base *base, const struct config_addr *addr,
-                          struct inval *iv, struct analytics *an);
+/* Listens on cfg's admin address (over TLS with cfg's tls.ctx when
+ * admin.tls; a reference to cfg is kept for it); returns a new admin or
+ * NULL with the reason logged. iv (borrowed) applies invalidations; an
+ * (borrowed) has the per-route analytics added to /stats and /metrics. */
+struct admin *admin_start(struct event_base *base, struct config *cfg, struct inval *iv,
+                          struct analytics *an);
+
+/* A reload: new TLS connections use cfg's certificates (takes a reference). */
+void admin_set_config(struct admin *a, struct config *cfg);
 
 /* Stops listening and frees; clears *ap; accepts NULL. */
 void admin_free(struct admin **ap);

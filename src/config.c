@@ -1810,6 +1810,9 @@ config_check_tls(struct config_loader *ld, yaml_node_t *root)
     if (t->nlisten > 0 && t->ncerts == 0)
         config_error(ld, config_line(listen), "tls.certificates",
                      "required when tls.listen is given");
+    if (cfg->admin_tls && cfg->admin.len != 0 && t->ncerts == 0)
+        config_error(ld, config_line(config_map_get(ld, config_map_get(ld, root, "admin"), "tls")),
+                     "admin.tls", "needs tls.certificates");
     for (size_t i = 0; i < t->nlisten; i++) {
         const struct config_addr *a = &t->listen[i];
         const struct config_addr *clash = NULL;

@@ -265,6 +265,7 @@ struct config {
     size_t nlisten;
     struct config_tls tls;
     struct config_addr admin; /* admin.len == 0 when disabled */
+    bool admin_tls;           /* admin.tls: over TLS, with tls.ctx */
     /* Quick mode chose admin itself (no admin argument): failing to bind it
      * is not fatal. Never true when admin.len == 0, never in a file. */
     bool admin_defaulted;

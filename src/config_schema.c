@@ -96,6 +96,12 @@ static const struct config_key config_admin_keys[] = {
      .flags = CONFIG_F_OFF,
      .help = "Admin listener (/healthz, /stats, /metrics, /dashboard), apart "
              "from traffic: HOST:PORT, or \"off\" to disable it."},
+    {.name = "tls",
+     .type = CONFIG_T_BOOL,
+     .off = CONFIG_C(admin_tls, bool),
+     .def = "false",
+     .help = "Serve the admin listener over TLS, with tls.certificates (required then) and "
+             "tls's versions and ciphers; a reload serves renewed certificates."},
     {0},
 };
 

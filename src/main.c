@@ -75,7 +75,8 @@ main_usage(FILE *out)
     fprintf(
         out,
         "usage: tailcache [-t] [-c FILE]\n"
-        "       tailcache --upstream http://HOST:PORT [--listen ADDR:PORT] [--admin ADDR:PORT]\n"
+        "       tailcache --upstream http[s]://HOST[:PORT] [--listen ADDR:PORT] [--admin "
+        "ADDR:PORT]\n"
         "                 [--redis HOST:PORT] [--memcached HOST:PORT[,...]] [--workers N]\n"
         "\n"
         "  -c, --config FILE     run from a YAML config (default %s/tailcache.yaml)\n"
@@ -246,10 +247,13 @@ main_reload(struct main_state *m)
     cfg->workers = m->nworkers; /* still private to us: the running count stays true */
     if (log_set_targets(cfg->error_log, cfg->access_log, (enum log_level)cfg->log_level) < 0)
         log_err("reload: cannot open the new logs; keeping the old ones");
-    if (strcmp(main_admin_text(cfg), main_admin_text(m->cfg)) != 0) {
+    if (strcmp(main_admin_text(cfg), main_admin_text(m->cfg)) != 0 ||
+        cfg->admin_tls != m->cfg->admin_tls || m->admin == NULL) {
         admin_free(&m->admin);
         if (cfg->admin.len)
-            m->admin = admin_start(m->base, &cfg->admin, m->inval, m->analytics);
+            m->admin = admin_start(m->base, cfg, m->inval, m->analytics);
+    } else {
+        admin_set_config(m->admin, cfg); /* renewed certificates for admin.tls */
     }
     if (!main_same_tiers(cfg, m->cfg))
         log_warn("reload: cache.redis or cache.memcached changed; the shared tiers keep their "
@@ -427,8 +431,7 @@ main(int argc, char **argv)
     inval_set_analytics(m.inval, m.analytics);
     if (main_start_workers(&m) < 0)
         fatal("start-up failed");
-    if (m.cfg->admin.len &&
-        (m.admin = admin_start(m.base, &m.cfg->admin, m.inval, m.analytics)) == NULL) {
+    if (m.cfg->admin.len && (m.admin = admin_start(m.base, m.cfg, m.inval, m.analytics)) == NULL) {
         if (!m.cfg->admin_defaulted)
             fatal("start-up failed");
         log_warn("quick mode: no admin listener (%s is taken); pass --admin ADDR:PORT",
@@ -453,7 +456,8 @@ main(int argc, char **argv)
     for (size_t i = 0; i < m.cfg->tls.nlisten; i++)
         log_info("listening on https://%s/ with %u workers", m.cfg->tls.listen[i].text, m.nworkers);
     if (m.cfg->admin.len)
-        log_info("admin on http://%s/ (/healthz, /stats, /metrics, /dashboard)", m.cfg->admin.text);
+        log_info("admin on %s://%s/ (/healthz, /stats, /metrics, /dashboard)",
+                 m.cfg->admin_tls ? "https" : "http", m.cfg->admin.text);
 
     event_base_dispatch(m.base);
 

@@ -333,3 +333,43 @@ def test_sighup_new_certificate_and_broken_one():
     assert https_get(s_old, "/ok")[0] == 200
     s_old.close()
     assert tc.alive()
+
+
+def test_admin_over_tls():
+    """admin.tls: the admin listener speaks TLS with tls.certificates (plain
+    HTTP to it gets nothing), and a reload serves a renewed certificate."""
+    c, a, b = standard_certs()
+    tc, o = start(c, tls={"certificates": [a]}, admin={"tls": True})
+
+    def admin_get(path, sni="a.test"):
+        s = tls_connect(tc.admin_port, client_ctx(c), sni=sni)
+        try:
+            cn = peer_cn(s)
+            status, headers, body = https_get(s, path)
+            return cn, status, body
+        finally:
+            s.close()
+
+    cn, status, body = admin_get("/healthz")
+    assert (cn, status, body) == ("a.test", 200, b"ok\n"), (cn, status, body)
+    cn, status, body = admin_get("/stats")
+    assert status == 200 and b'"requests"' in body, (status, body[:200])
+    # Plain HTTP to the TLS admin port: no HTTP answer.
+    r = RawClient(tc.admin_port, timeout=3)
+    try:
+        r.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        got = b""
+        try:
+            got = r.sock.recv(4096)
+        except OSError:
+            pass
+        assert not got.startswith(b"HTTP/1.1 200"), got
+    finally:
+        r.close()
+    # A reload with another certificate: new admin connections get it.
+    cfg = simple_config(o, tls={"listen": addr(tc.tls_port), "certificates": [b]},
+                        admin={"tls": True})
+    tc.write_config(tc.defaults(cfg))
+    tc.signal(signal.SIGHUP)
+    wait_for(lambda: admin_get("/healthz", sni="b.test")[0] == "b.test", timeout=5,
+             msg="the renewed admin certificate")

@@ -996,9 +996,14 @@ START_TEST(test_err_tls_files)
         ":2: tls.certificates: required when tls.listen is given",
         NULL,
     };
+    static const char *const admin[] = {
+        ":3: admin.tls: needs tls.certificates",
+        NULL,
+    };
     ck_assert_int_eq(chdir(TC_TEST_DATA), 0);
     expect_errors("bad-tls-files.yaml", want);
     expect_errors("bad-tls-nocert.yaml", nocert);
+    expect_errors("bad-admin-tls.yaml", admin);
 }
 END_TEST
 
