@@ -1341,63 +1341,51 @@ config_check_rule(struct config_loader *ld, const struct config_inval_rule *r, y
     }
 }
 
-/* A list of rules, each a mapping walked against row->sub. */
+/*
+ * A list of mappings, each walked against row->sub into an array of
+ * elem_size structs whose first member is `int line`: routes[].cache.
+ * invalidate (rules, each checked by check) and tls.certificates.
+ */
 static void
-config_walk_rules(struct config_loader *ld, const struct config_key *k, void *base,
-                  yaml_node_t *node, const char *path)
+config_walk_map_list(struct config_loader *ld, const struct config_key *k, void *base,
+                     yaml_node_t *node, const char *path, size_t elem_size, const char *what,
+                     void (*check)(struct config_loader *ld, void *elem, yaml_node_t *item,
+                                   const char *path))
 {
-    struct config_inval_rule **rules = CONFIG_AT(base, k->off, struct config_inval_rule *);
-    size_t *nrules = CONFIG_AT(base, k->off_n, size_t);
-    char buf[CONFIG_QUOTE_MAX + 8], rpath[CONFIG_PATH_MAX];
+    char **items = CONFIG_AT(base, k->off, char *);
+    size_t *nitems = CONFIG_AT(base, k->off_n, size_t);
+    char buf[CONFIG_QUOTE_MAX + 8], ipath[CONFIG_PATH_MAX];
     size_t n;
 
-    UTIL_ASSERT(*rules == NULL && *nrules == 0); /* walked once, only from a file */
+    UTIL_ASSERT(*items == NULL && *nitems == 0); /* walked once, only from a file */
     if (node->type != YAML_SEQUENCE_NODE) {
-        config_error(ld, config_line(node), path, "expected a list of rules, got %s",
+        config_error(ld, config_line(node), path, "expected a list of %s, got %s", what,
                      config_describe(node, buf, sizeof(buf)));
         return;
     }
     n = (size_t)(node->data.sequence.items.top - node->data.sequence.items.start);
     if (n == 0)
         return;
-    *rules = util_xcalloc(n, sizeof(**rules));
-    *nrules = n;
+    *items = util_xcalloc(n, elem_size);
+    *nitems = n;
     for (size_t i = 0; i < n; i++) {
         yaml_node_t *item = config_node(ld, node->data.sequence.items.start[i]);
-        config_path_index(rpath, sizeof(rpath), path, i);
-        (*rules)[i].line = config_line(item);
-        config_walk_map(ld, k->sub, &(*rules)[i], item, config_line(item), rpath);
-        config_check_rule(ld, &(*rules)[i], item, rpath);
+        void *elem = *items + i * elem_size;
+        config_path_index(ipath, sizeof(ipath), path, i);
+        *(int *)elem = config_line(item);
+        config_walk_map(ld, k->sub, elem, item, config_line(item), ipath);
+        if (check != NULL)
+            check(ld, elem, item, ipath);
     }
 }
 
-/* tls.certificates: a list of {cert, key} mappings walked against row->sub. */
-static void
-config_walk_certs(struct config_loader *ld, const struct config_key *k, void *base,
-                  yaml_node_t *node, const char *path)
-{
-    struct config_tls_cert **certs = CONFIG_AT(base, k->off, struct config_tls_cert *);
-    size_t *ncerts = CONFIG_AT(base, k->off_n, size_t);
-    char buf[CONFIG_QUOTE_MAX + 8], cpath[CONFIG_PATH_MAX];
-    size_t n;
+_Static_assert(offsetof(struct config_inval_rule, line) == 0, "line first");
+_Static_assert(offsetof(struct config_tls_cert, line) == 0, "line first");
 
-    UTIL_ASSERT(*certs == NULL && *ncerts == 0);
-    if (node->type != YAML_SEQUENCE_NODE) {
-        config_error(ld, config_line(node), path, "expected a list of {cert, key}, got %s",
-                     config_describe(node, buf, sizeof(buf)));
-        return;
-    }
-    n = (size_t)(node->data.sequence.items.top - node->data.sequence.items.start);
-    if (n == 0)
-        return;
-    *certs = util_xcalloc(n, sizeof(**certs));
-    *ncerts = n;
-    for (size_t i = 0; i < n; i++) {
-        yaml_node_t *item = config_node(ld, node->data.sequence.items.start[i]);
-        config_path_index(cpath, sizeof(cpath), path, i);
-        (*certs)[i].line = config_line(item);
-        config_walk_map(ld, k->sub, &(*certs)[i], item, config_line(item), cpath);
-    }
+static void
+config_check_rule_elem(struct config_loader *ld, void *elem, yaml_node_t *item, const char *path)
+{
+    config_check_rule(ld, elem, item, path);
 }
 
 /*
@@ -1464,10 +1452,12 @@ config_set(struct config_loader *ld, const struct config_key *k, void *base, yam
         config_walk_routes(ld, k, node, path);
         return;
     case CONFIG_T_RULES:
-        config_walk_rules(ld, k, base, node, path);
+        config_walk_map_list(ld, k, base, node, path, sizeof(struct config_inval_rule), "rules",
+                             config_check_rule_elem);
         return;
     case CONFIG_T_CERTS:
-        config_walk_certs(ld, k, base, node, path);
+        config_walk_map_list(ld, k, base, node, path, sizeof(struct config_tls_cert), "{cert, key}",
+                             NULL);
         return;
     case CONFIG_T_ADDR_LIST:
     case CONFIG_T_HOSTS:
