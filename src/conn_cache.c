@@ -1289,7 +1289,9 @@ conn_cache_rekey_variant(struct conn *c, const char *names, size_t names_len)
 {
     struct conn_exchange *x = &c->x;
     struct cache *cache = conn_cache_store(c);
-    if (x->via_vary && strcmp(x->vary_names, names) == 0)
+    /* names is not NUL-terminated (cache_key.h): compare by length. */
+    if (x->via_vary && strlen(x->vary_names) == names_len &&
+        memcmp(x->vary_names, names, names_len) == 0)
         return true; /* already keyed by this variant */
     if (names_len >= sizeof(x->vary_names))
         return false;
