@@ -227,6 +227,12 @@ tier_thread_free(struct tier_thread **ttp)
     *ttp = NULL;
 }
 
+bool
+tier_thread_connecting(const struct tier_thread *tt)
+{
+    return tt != NULL && tt->redis != NULL && !redis_client_up(tt->redis);
+}
+
 struct redis_client *
 tier_thread_redis(struct tier_thread *tt)
 {

@@ -92,6 +92,10 @@ struct tier_thread *tier_thread_new(struct tier_shared *ts, struct event_base *b
  * connections, frees. Clears *ttp; accepts NULL. */
 void tier_thread_free(struct tier_thread **ttp);
 
+/* True while this thread's Redis connection is not up: lookups now would
+ * skip the tier (workers wait for it at start-up, bounded). */
+bool tier_thread_connecting(const struct tier_thread *tt);
+
 /* True when tiers[0..n) names an L2 tier this process has configured. */
 bool tier_route_has_l2(const struct tier_thread *tt, const enum config_tier *tiers, size_t n);
 

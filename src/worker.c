@@ -194,6 +194,23 @@ worker_on_stop(evutil_socket_t fd, short what, void *arg)
     worker_maybe_exit(w);
 }
 
+/* Start-up: a warm Redis tier should serve the very first requests, so
+ * the listeners wait (connections queue in the backlog) until this
+ * worker's Redis connection is up, or its connect timeout has passed. */
+static void
+worker_on_ready_check(evutil_socket_t fd, short what, void *arg)
+{
+    struct worker *w = arg;
+    (void)fd;
+    (void)what;
+    if (!tier_thread_connecting(w->tiers) || util_now_us() >= w->ready_deadline) {
+        event_del(w->ev_ready);
+        for (size_t i = 0; i < w->nlisten; i++)
+            if (w->listeners[i] != NULL)
+                evconnlistener_enable(w->listeners[i]);
+    }
+}
+
 int
 worker_init(struct worker *w, unsigned idx, struct config *cfg, const struct worker_shared *sh,
             int *fds, size_t nfds, size_t ntls)
@@ -225,10 +242,19 @@ worker_init(struct worker *w, unsigned idx, struct config *cfg, const struct wor
     if (sh->tiers != NULL && tier_shared_any(sh->tiers))
         w->tiers = tier_thread_new(sh->tiers, w->base, &w->stats);
     w->nlisten = nfds;
+    bool wait_tiers = w->tiers != NULL && tier_thread_connecting(w->tiers);
+    if (wait_tiers) {
+        struct timeval every = {0, 2000};
+        w->ready_deadline = util_now_us() + (uint64_t)cfg->redis.connect_timeout_ms * 1000;
+        w->ev_ready = event_new(w->base, -1, EV_PERSIST, worker_on_ready_check, w);
+        if (w->ev_ready == NULL || event_add(w->ev_ready, &every) < 0)
+            abort();
+    }
     for (size_t i = 0; i < nfds; i++) {
-        w->listeners[i] =
-            evconnlistener_new(w->base, i + ntls >= nfds ? worker_on_accept_tls : worker_on_accept,
-                               w, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fds[i]);
+        w->listeners[i] = evconnlistener_new(
+            w->base, i + ntls >= nfds ? worker_on_accept_tls : worker_on_accept, w,
+            LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | (wait_tiers ? LEV_OPT_DISABLED : 0), -1,
+            fds[i]);
         if (w->listeners[i] == NULL) {
             log_err("worker %u: cannot listen on socket %d", idx, fds[i]);
             close(fds[i]);
@@ -309,6 +335,8 @@ worker_destroy(struct worker *w)
         event_free(w->ev_stop);
     if (w->ev_reap != NULL)
         event_free(w->ev_reap);
+    if (w->ev_ready != NULL)
+        event_free(w->ev_ready);
     if (w->base != NULL)
         event_base_free(w->base);
     pthread_mutex_destroy(&w->mu);

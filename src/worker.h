@@ -66,6 +66,8 @@ struct worker {
     struct event *ev_reload;
     struct event *ev_stop;
     struct event *ev_reap;
+    struct event *ev_ready;     /* start-up: accept once the Redis tier is up (bounded) */
+    uint64_t ready_deadline;    /* µs: accept anyway from then on */
     pthread_mutex_t mu;         /* guards pending_cfg and stop_requested */
     struct config *pending_cfg; /* handed over by worker_reload() */
     bool stop_requested;
