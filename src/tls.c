@@ -393,10 +393,14 @@ tls_ctx_new(const struct config_tls *t, tls_error_fn err, void *arg)
      * outlive a reload, where a per-SSL_CTX session cache would not (and
      * would be one more lock shared by the workers). */
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
-    if (t->session_tickets)
+    if (t->session_tickets) {
         SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, tls_on_ticket);
-    else
+    } else {
+        /* No tickets and no cache: TLS 1.3 would still make and send two
+         * stateful tickets per handshake that nothing can ever resume. */
         SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+        SSL_CTX_set_num_tickets(ctx, 0);
+    }
     SSL_CTX_set_alpn_select_cb(ctx, tls_on_alpn, NULL);
     SSL_CTX_set_cert_cb(ctx, tls_on_cert, NULL);
     if (SSL_CTX_use_cert_and_key(ctx, tb->certs[0].x509, tb->certs[0].pkey, tb->certs[0].chain,

@@ -227,6 +227,24 @@ def test_session_resumption():
     wait_for(lambda: tc.stats()["tls_resumed"] >= 2, 5, msg="tls_resumed to count 2")
 
 
+def test_no_tickets_when_off():
+    """session_tickets: false sends no TLS 1.3 ticket (none could resume:
+    there is no session cache either), and nothing resumes."""
+    c, a, b = standard_certs()
+    tc, o = start(c, tls={"certificates": [a], "session_tickets": False})
+    for v in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
+        ctx = client_ctx(c, v)
+        s = tls_connect(tc.tls_port, ctx, sni="a.test")
+        st, _, _ = https_get(s, "/ok")
+        assert st == 200
+        sess = s.session
+        s.close()
+        assert sess is None or not sess.has_ticket, (v, sess)
+        s = tls_connect(tc.tls_port, ctx, sni="a.test", session=sess)
+        assert not s.session_reused, v
+        s.close()
+
+
 def test_plain_http_and_stalled_handshake():
     c, a, b = standard_certs()
     tc, o = start(c, tls={"certificates": [a], "handshake_timeout": "1s"})
