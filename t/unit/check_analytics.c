@@ -27,11 +27,12 @@ analytics_test_config(void)
     return cfg;
 }
 
+/* What format(a, buffer) writes, as a NUL-terminated string (caller frees). */
 static char *
-analytics_test_json(struct analytics *a)
+analytics_test_text(struct analytics *a, void (*format)(struct analytics *, struct evbuffer *))
 {
     struct evbuffer *b = evbuffer_new();
-    analytics_format_json(a, b);
+    format(a, b);
     size_t n = evbuffer_get_length(b);
     char *s = malloc(n + 1);
     ck_assert_ptr_nonnull(s);
@@ -42,17 +43,15 @@ analytics_test_json(struct analytics *a)
 }
 
 static char *
+analytics_test_json(struct analytics *a)
+{
+    return analytics_test_text(a, analytics_format_json);
+}
+
+static char *
 analytics_test_metrics(struct analytics *a)
 {
-    struct evbuffer *b = evbuffer_new();
-    analytics_format_prometheus(a, b);
-    size_t n = evbuffer_get_length(b);
-    char *s = malloc(n + 1);
-    ck_assert_ptr_nonnull(s);
-    evbuffer_remove(b, s, n);
-    s[n] = '\0';
-    evbuffer_free(b);
-    return s;
+    return analytics_test_text(a, analytics_format_prometheus);
 }
 
 /* Asserts that text has needle, showing text when it does not. */

@@ -39,6 +39,7 @@
 #include <libmemcached/memcached.h>
 
 #include "mc.h"
+#include "test_net.h"
 #include "util.h"
 
 #define TEST_HOST "127.0.0.1"
@@ -153,38 +154,6 @@ test_all_called(const struct test_res *x, size_t n, unsigned max_ms)
 
 /* ---- memcached processes and raw sockets ---- */
 
-static int
-test_free_port(void)
-{
-    struct sockaddr_in sin = {.sin_family = AF_INET};
-    socklen_t len = sizeof(sin);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-    ck_assert_int_ge(fd, 0);
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
-    close(fd);
-    return ntohs(sin.sin_port);
-}
-
-/* A connected TCP socket to the loopback port, or -1. Blocking. */
-static int
-test_connect(int port)
-{
-    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-    if (fd < 0)
-        return -1;
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
 static void
 test_server_start(int i)
 {
@@ -212,7 +181,7 @@ test_server_start(int i)
     /* Ready when it accepts a connection; polled, bounded. */
     uint64_t end = util_now_ms() + 5000;
     for (;;) {
-        int fd = test_connect(test_srv[i].port);
+        int fd = test_net_connect(test_srv[i].port);
         if (fd >= 0) {
             close(fd);
             return;
@@ -277,7 +246,7 @@ test_server_cont(int i)
 static size_t
 test_raw(int port, const char *cmd, char *buf, size_t cap)
 {
-    int fd = test_connect(port);
+    int fd = test_net_connect(port);
     size_t n = 0;
     uint64_t end = util_now_ms() + 2000;
 
@@ -372,7 +341,7 @@ test_blackhole(int *port, int *filler)
     ck_assert_int_eq(listen(fd, 0), 0);
     ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
     *port = ntohs(sin.sin_port);
-    *filler = test_connect(*port);
+    *filler = test_net_connect(*port);
     ck_assert_int_ge(*filler, 0);
 
     /* Proof that it swallows: a further connect() stays pending. */
@@ -480,7 +449,7 @@ test_setup(void)
 {
     for (int i = 0; i < 2; i++) {
         test_srv[i].pid = -1;
-        test_srv[i].port = test_ports[i] = test_free_port();
+        test_srv[i].port = test_ports[i] = test_net_free_port();
     }
     ck_assert_int_ne(test_ports[0], test_ports[1]);
     for (int i = 0; i < 2; i++)

@@ -34,6 +34,7 @@
 #include <hiredis/hiredis.h>
 
 #include "redis.h"
+#include "test_net.h"
 #include "util.h"
 
 #define REDIS_SERVER "/usr/bin/redis-server"
@@ -109,33 +110,13 @@ server_kill_all(void)
     }
 }
 
-static int
-free_port(void)
-{
-    struct sockaddr_in sin = {.sin_family = AF_INET};
-    socklen_t len = sizeof(sin);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-    ck_assert_int_ge(fd, 0);
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
-    close(fd);
-    return ntohs(sin.sin_port);
-}
-
 static bool
 port_accepts(int port)
 {
-    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    bool ok;
-
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ok = fd >= 0 && connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0;
+    int fd = test_net_connect(port);
     if (fd >= 0)
         close(fd);
-    return ok;
+    return fd >= 0;
 }
 
 static void
@@ -393,7 +374,7 @@ on_msg(void *arg, const char *data, size_t len)
 
 START_TEST(test_set_get)
 {
-    struct server srv = {.port = free_port()};
+    struct server srv = {.port = test_net_free_port()};
     struct redis_client_opts o;
     struct redis_client *rc;
     struct state_log st = {0};
@@ -479,7 +460,7 @@ END_TEST
 
 START_TEST(test_error_reply)
 {
-    struct server srv = {.port = free_port()};
+    struct server srv = {.port = test_net_free_port()};
     struct redis_client_opts o;
     struct redis_client *rc;
     struct result r = {0};
@@ -520,7 +501,7 @@ END_TEST
 
 START_TEST(test_refused_until_up)
 {
-    struct server srv = {.port = free_port()};
+    struct server srv = {.port = test_net_free_port()};
     struct redis_client_opts o = client_opts(srv.port);
     struct redis_client *rc;
     struct state_log st = {0};
@@ -556,7 +537,7 @@ END_TEST
 
 START_TEST(test_timeout_stopped_server)
 {
-    struct server srv = {.port = free_port()};
+    struct server srv = {.port = test_net_free_port()};
     struct redis_client_opts o;
     struct redis_client *rc;
     struct state_log st = {0};
@@ -616,7 +597,7 @@ END_TEST
 
 START_TEST(test_killed_server)
 {
-    struct server srv = {.port = free_port()};
+    struct server srv = {.port = test_net_free_port()};
     struct redis_client_opts o;
     struct redis_client *rc;
     struct state_log st = {0};
@@ -705,7 +686,7 @@ subscribers(struct redis_client *pub, const char *channel)
 
 START_TEST(test_subscribe)
 {
-    struct server srv = {.port = free_port()};
+    struct server srv = {.port = test_net_free_port()};
     struct redis_client_opts o;
     struct redis_client *pub, *sub, *late;
     struct state_log pub_st = {0}, sub_st = {0};
@@ -759,7 +740,7 @@ END_TEST
 
 START_TEST(test_auth_select)
 {
-    struct server srv = {.port = free_port(), .password = "s3cret pass"};
+    struct server srv = {.port = test_net_free_port(), .password = "s3cret pass"};
     struct redis_client_opts o;
     struct redis_client *good, *db3, *wrong, *none, *bad_db;
     struct state_log good_st = {0}, wrong_st = {0}, none_st = {0}, bad_db_st = {0};
@@ -809,7 +790,7 @@ END_TEST
 
 START_TEST(test_free_pending)
 {
-    struct server srv = {.port = free_port()};
+    struct server srv = {.port = test_net_free_port()};
     struct redis_client_opts o;
     struct redis_client *rc;
     struct state_log st = {0};
@@ -869,7 +850,7 @@ on_state_free(void *arg, bool up)
 
 START_TEST(test_free_in_callbacks)
 {
-    struct server srv = {.port = free_port()};
+    struct server srv = {.port = test_net_free_port()};
     struct redis_client_opts o;
     struct freeing f = {0}, g = {0}, h = {0}, k = {0};
     struct result r[4] = {{0}};
@@ -949,7 +930,7 @@ END_TEST
 
 START_TEST(test_free_any_state)
 {
-    struct server srv = {.port = free_port()};
+    struct server srv = {.port = test_net_free_port()};
     struct redis_client_opts o = client_opts(srv.port);
     struct redis_client *rc;
 
